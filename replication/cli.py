@@ -1,0 +1,124 @@
+"""The `replication` command (also `python -m replication`).
+
+Subcommands import their modules lazily so that `--help` answers at once.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import yaml
+
+from replication.errors import DataError, ParameterError
+
+DESCRIPTION = """\
+Replication of 'Medical Multimodal Classifiers Under Low Data Situations' (Aydin, Zhang, Haffari, 2019).
+
+The whole paper runs with `dvc repro` (see README.md); these subcommands are the pieces a researcher
+uses by hand: generate the embedded synthetic data, fetch the real datasets, prepare a cohort,
+switch the parameter profile, and inspect a cohort directory.
+"""
+
+
+def _synth(args: argparse.Namespace) -> int:
+    from replication.data.synthetic import SynthParams, generate
+
+    knobs = {"image_size": args.image_size}
+    if args.cases is not None:
+        knobs["cases"] = args.cases
+    for item in args.set or []:
+        key, _, value = item.partition("=")
+        knobs[key] = yaml.safe_load(value)  # numbers, booleans, lists and mappings as YAML reads them
+    cohort = generate(SynthParams.from_dict(knobs), kind=args.kind, seed=args.seed)
+    path = cohort.write(args.out)
+    print(f"wrote {len(cohort.cases)} synthetic {args.kind} cases ({cohort.image_size} px) to {path}")
+    return 0
+
+
+def _fetch(args: argparse.Namespace) -> int:
+    from replication.data.fetch import fetch
+
+    print(fetch(args.dataset, args.data_dir, extract=not args.no_extract))
+    return 0
+
+
+def _prepare(args: argparse.Namespace) -> int:
+    from replication.data.prepare import prepare
+    from replication.params import load_params
+
+    cohort = prepare(args.role, load_params(args.params))
+    path = cohort.write(args.out or f"outputs/prepared/{args.role}")
+    print(json.dumps(cohort.counts(), indent=2))
+    print(f"-> {path}")
+    return 0
+
+
+def _profile(args: argparse.Namespace) -> int:
+    from replication.params import write_profile
+
+    path = write_profile(args.name)
+    print(f"{path} now holds the '{args.name}' profile; run `dvc repro` (or `make repro`)")
+    return 0
+
+
+def _show(args: argparse.Namespace) -> int:
+    manifest = json.loads((Path(args.cohort) / "manifest.json").read_text()) if (Path(args.cohort) / "manifest.json").is_file() else None
+    if manifest is None:
+        raise DataError(args.cohort, "not a cohort directory (no manifest.json)")
+    if manifest.get("synthetic"):
+        print(manifest["synthetic_notice"])
+    for key in ("name", "source", "image_size", "counts", "exclusions", "notes"):
+        print(f"{key}: {json.dumps(manifest.get(key), indent=2)}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="replication", description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("synth", help="generate a synthetic cohort (the embedded default data)",
+                       description="Write a synthetic IU-like (paired reports, binary) or ChestX-ray14-like (multi-label) cohort. Every knob: docs/SYNTHETIC.md.")
+    p.add_argument("--kind", choices=["iu", "cxr14"], default="iu", help="which cohort (default: iu)")
+    p.add_argument("--cases", type=int, help="number of cases (default: the generator's full size)")
+    p.add_argument("--image-size", type=int, default=64, help="square image side in pixels (default: 64)")
+    p.add_argument("--seed", type=int, default=2019, help="random seed (default: 2019)")
+    p.add_argument("--set", action="append", metavar="KNOB=VALUE", help="any other generator knob, repeatable")
+    p.add_argument("--out", required=True, help="cohort directory to write")
+    p.set_defaults(func=_synth)
+
+    p = sub.add_parser("fetch", help="download a real dataset into data/",
+                       description="Download the official public archives, with checksums, resume and retries. See docs/DATA.md.")
+    p.add_argument("dataset", choices=["iu-xray", "chestxray14"])
+    p.add_argument("--data-dir", default="data", help="where the datasets live (default: data)")
+    p.add_argument("--no-extract", action="store_true", help="download the archives but do not extract them")
+    p.set_defaults(func=_fetch)
+
+    p = sub.add_parser("prepare", help="build a prepared dataset from params.yaml (what the DVC stage runs)")
+    p.add_argument("role", choices=["iu", "cxr14"], help="iu: the target cohort; cxr14: the pretraining cohort")
+    p.add_argument("--params", default="params.yaml")
+    p.add_argument("--out", help="output directory (default: outputs/prepared/ROLE)")
+    p.set_defaults(func=_prepare)
+
+    p = sub.add_parser("profile", help="switch params.yaml to a profile in profiles/ (default, paper, shared-real)")
+    p.add_argument("name")
+    p.set_defaults(func=_profile)
+
+    p = sub.add_parser("show", help="summarise a cohort directory: counts, exclusions with reasons, notes")
+    p.add_argument("cohort")
+    p.set_defaults(func=_show)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except (DataError, ParameterError, FileNotFoundError) as e:
+        print(f"replication {args.command}: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"replication {args.command}: interrupted; nothing half-written was left in place", file=sys.stderr)
+        return 130
