@@ -1,0 +1,1 @@
+"""Data layer: readers of the real datasets, the synthetic generator, the cohort store, splits."""
