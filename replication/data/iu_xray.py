@@ -139,8 +139,8 @@ def select_frontal(image_ids: list[str], views: dict[str, str] | None) -> tuple[
 
     'metadata': the first image whose DICOM View Position is PA or AP.
     'heuristic': no image has a frontal View Position (or there is no metadata file); take the first
-        listed image not known to be lateral. On the real archive this is right for about 9 in 10
-        reports whose views are known (measured by tests/realdata/test_iu_xray_real.py).
+        listed image not known to be lateral. On the real archive this picks a frontal image for 96% (2288 of 2377)
+        reports whose views are known (measured by tests/realdata/test_real_datasets.py).
     'none': no candidate.
     """
     views = views or {}

@@ -1,0 +1,47 @@
+import subprocess
+import sys
+
+import pytest
+import yaml
+
+from conftest import REPO
+from replication.cli import main
+from replication.errors import ParameterError
+from replication.params import dump_params, render_profile
+
+
+def test_committed_params_yaml_is_the_rendered_default_profile():
+    assert (REPO / "params.yaml").read_text() == dump_params(render_profile("default", REPO)), \
+        "params.yaml is out of date with profiles/default.yaml: run `replication profile default`"
+
+
+def test_paper_profile_changes_only_what_it_lists():
+    default, paper = render_profile("default", REPO), render_profile("paper", REPO)
+    assert paper["image_size"] == 224 and paper["data"]["iu"]["source"] == "iu_xray"
+    assert paper["data"]["iu"]["text_sections"] == default["data"]["iu"]["text_sections"]  # inherited
+    assert paper["splits"]["count"] == 10 and paper["splits"]["fractions"] == default["splits"]["fractions"]
+    with pytest.raises(ParameterError, match="profile='nope'"):
+        render_profile("nope", REPO)
+
+
+def test_profile_command_writes_params(tmp_path, monkeypatch):
+    (tmp_path / "profiles").mkdir()
+    for p in (REPO / "profiles").glob("*.yaml"):
+        (tmp_path / "profiles" / p.name).write_text(p.read_text())
+    monkeypatch.chdir(tmp_path)
+    assert main(["profile", "paper"]) == 0
+    assert yaml.safe_load((tmp_path / "params.yaml").read_text())["profile"] == "paper"
+
+
+def test_help_reads_well_and_needs_no_tensorflow():
+    out = subprocess.run([sys.executable, "-m", "replication", "--help"], capture_output=True, text=True, check=True).stdout
+    for command in ("synth", "fetch", "prepare", "profile", "show"):
+        assert command in out
+    probe = "import sys, replication.cli; replication.cli.build_parser(); print('tensorflow' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout.strip() == "False"
+
+
+def test_data_errors_are_one_line_not_a_traceback(tmp_path, capsys):
+    assert main(["show", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "error:" in err and "not a cohort directory" in err and "Traceback" not in err
