@@ -1,0 +1,1 @@
+"""Models: the text CNN, the DenseNet-121 image model, the multimodal, and the baselines."""
