@@ -13,7 +13,7 @@ from replication.models.embeddings import embedding_matrix, load_vectors, train_
 from replication.params import load_params
 from replication.text_experiment import PARTS, check_variants, summarise, table2_markdown, text_split, train_text_cnn
 
-OUT = "outputs/table2"
+OUT = "results/table2"
 
 
 def main(argv: list[str] | None = None) -> int:
