@@ -13,7 +13,7 @@ from replication.models.embeddings import embedding_matrix, load_vectors, train_
 from replication.params import load_params
 from replication.text_experiment import PARTS, check_variants, summarise, table2_markdown, text_split, train_text_cnn
 
-OUT = "results/table2"
+OUT = "results/{profile}/table2"  # one folder per profile, so real and synthetic results sit side by side
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -28,7 +28,8 @@ def main(argv: list[str] | None = None) -> int:
     except DataError as e:
         print(f"table2: generic embedding not run: {e}")
     runs, history_rows = [], []
-    with atomic_path(OUT) as tmp:
+    out = OUT.format(profile=params["profile"])
+    with atomic_path(out) as tmp:
         tmp.mkdir()
         for k, column in enumerate(cohort.split_columns):
             for name, variant, text_config in configs:
@@ -58,7 +59,7 @@ def main(argv: list[str] | None = None) -> int:
         write_json(tmp / "runs.json", runs)
         pd.DataFrame(history_rows).to_csv(tmp / "history.csv", index=False)
         write_text(tmp / "table2.md", table2_markdown(summary, reference, cohort.synthetic))
-    print(open(f"{OUT}/table2.md").read())
+    print(open(f"{out}/table2.md").read())
     return 0
 
 
