@@ -14,19 +14,14 @@ from conftest import REPO
 from replication.data.store import read_cohort
 from replication.params import render_profile
 
-TINY = {"image_size": 32, "synthetic": {"iu": {"cases": 60}, "cxr14": {"cases": 80}}}
-
-
 def tiny_params() -> dict:
-    params = render_profile("default", REPO)
-    params.update({k: v for k, v in TINY.items()})
-    return params
+    return render_profile("tiny", REPO)
 
 
 @pytest.fixture
 def workdir(tmp_path):
     """A scratch copy of what `dvc repro` needs, with tiny parameters."""
-    for name in ("dvc.yaml", "replication"):
+    for name in ("dvc.yaml", "replication", "paper"):
         src = REPO / name
         (shutil.copytree if src.is_dir() else shutil.copy)(src, tmp_path / name)
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(tiny_params(), sort_keys=False))
@@ -51,7 +46,7 @@ def test_stages_write_prepared_cohorts(workdir, monkeypatch):
     iu = read_cohort(workdir / "outputs/prepared/iu", verify=True)
     assert iu.synthetic and len(iu.cases) > 0 and iu.images.shape[1:] == (32, 32)
     assert iu.cases["text"].str.len().min() > 0 and set(iu.cases["label"]) == {0, 1}
-    assert iu.split_columns == ["split_0", "split_1", "split_2"]
+    assert iu.split_columns == ["split_0", "split_1"]
     manifest = json.loads((workdir / "outputs/prepared/iu/manifest.json").read_text())
     assert "not comparable" in manifest["synthetic_notice"]
     cxr = read_cohort(workdir / "outputs/prepared/cxr14", verify=True)
