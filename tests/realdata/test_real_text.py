@@ -1,6 +1,5 @@
 """Table 2 on the REAL IU X-ray reports: the text CNN of the paper's design, and the baselines."""
 
-import numpy as np
 import pytest
 
 from conftest import REPO
