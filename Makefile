@@ -21,8 +21,11 @@ repro: $(BIN)/.installed
 test: $(BIN)/.installed
 	$(BIN)/pytest -m "not gpu" -q
 
+RUN_JSON := benchmarks/results/cpu-$(shell date +%F).json
+
 benchmark: $(BIN)/.installed
-	$(BIN)/pytest benchmarks --benchmark-only --benchmark-json=benchmarks/results/latest.json
+	$(BIN)/pytest benchmarks --benchmark-only --benchmark-json=$(RUN_JSON)
+	$(BIN)/python benchmarks/report.py $(RUN_JSON) -o docs/PERFORMANCE.md
 
 clean-env:
 	rm -rf $(VENV)
