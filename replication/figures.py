@@ -108,3 +108,164 @@ def plot_synthetic_grid(cohort: Any, out_png: str | os.PathLike, n: int = 8, rea
         fig.savefig(tmp, format="png", dpi=90)
     plt.close(fig)
     return out_png
+
+
+def plot_transfer_curves(
+    history: Any,
+    out_png: str | os.PathLike | None,
+    out_html: str | os.PathLike | None,
+    title: str,
+    not_run: dict[str, str] | None = None,
+    baseline: float | None = None,
+) -> list[Path]:
+    """Figure 4: validation accuracy per epoch per initialisation, mean line and ± sd band over splits.
+
+    `history` is the transfer stage's tidy frame (init, split, epoch, val_accuracy, …). The PNG is seaborn;
+    the HTML is plotly with plotly.js inlined (`include_plotlyjs=True`), so it opens offline. Initialisations
+    that were not run are named under the plot; `baseline` (the majority class's validation accuracy) is a
+    dotted line.
+    """
+    import pandas as pd
+
+    frame = pd.DataFrame(history)
+    footer = "; ".join(f"{k}: {v}" for k, v in (not_run or {}).items())
+    written: list[Path] = []
+    if out_png is not None:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+        import seaborn as sns
+
+        fig, ax = plt.subplots(figsize=(7.5, 4.6))
+        if len(frame):
+            sns.lineplot(data=frame, x="epoch", y="val_accuracy", hue="init", errorbar="sd", marker="o", ax=ax)
+        if baseline is not None:
+            ax.axhline(baseline, color="gray", ls=":", lw=1.2, label=f"majority class ({baseline:.3f})")
+            ax.legend(fontsize=8)
+        ax.set_xlabel("epoch")
+        ax.set_ylabel("validation accuracy (IU target)")
+        ax.set_title(textwrap.fill(title, 80), fontsize=9)
+        if len(frame):
+            ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
+        if footer:
+            fig.text(0.01, 0.01, textwrap.fill(footer, 120), fontsize=7, color="dimgray")
+        fig.tight_layout(rect=(0, 0.05 if footer else 0, 1, 1))
+        out_png = Path(out_png)
+        with atomic_path(out_png) as tmp:
+            fig.savefig(tmp, format="png", dpi=110)
+        plt.close(fig)
+        written.append(out_png)
+    if out_html is not None:
+        import plotly.graph_objects as go
+
+        fig = go.Figure()
+        palette = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2"]
+        for k, (init, group) in enumerate(frame.groupby("init", sort=False)):
+            stats = group.groupby("epoch")["val_accuracy"].agg(["mean", "std", "count"]).reset_index().fillna({"std": 0.0})
+            colour = palette[k % len(palette)]
+            band_x = list(stats["epoch"]) + list(stats["epoch"][::-1])
+            band_y = list(stats["mean"] + stats["std"]) + list((stats["mean"] - stats["std"])[::-1])
+            fig.add_trace(go.Scatter(x=band_x, y=band_y, fill="toself", fillcolor=colour, opacity=0.15, line={"width": 0},
+                                     hoverinfo="skip", showlegend=False, name=f"{init} ± sd"))
+            fig.add_trace(go.Scatter(x=stats["epoch"], y=stats["mean"], mode="lines+markers", name=init, line={"color": colour},
+                                     customdata=stats[["std", "count"]].to_numpy(),
+                                     hovertemplate="epoch %{x}<br>mean val accuracy %{y:.3f}<br>sd %{customdata[0]:.3f} over %{customdata[1]} splits"))
+        if baseline is not None:
+            fig.add_hline(y=baseline, line_dash="dot", line_color="gray", annotation_text=f"majority class ({baseline:.3f})")
+        fig.update_layout(title={"text": title, "font": {"size": 12}}, xaxis_title="epoch", yaxis_title="validation accuracy (IU target)",
+                          template="plotly_white")
+        if footer:
+            fig.add_annotation(text=footer, xref="paper", yref="paper", x=0, y=-0.22, showarrow=False, font={"size": 10})
+        out_html = Path(out_html)
+        with atomic_path(out_html) as tmp:
+            fig.write_html(str(tmp), include_plotlyjs=True, full_html=True)
+        written.append(out_html)
+    return written
+
+
+def plot_pretrain_auroc(metrics: dict[str, Any], out_png: str | os.PathLike) -> Path:
+    """Per-class test AUROC of the pretraining run (bars; test positives in the labels), with its mean and,
+    on real 14-class data, the published means as reference lines."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = list(metrics["labels"])
+    values = [metrics["test"]["auroc"][n] for n in names]
+    positives = metrics["positives"]["test"]
+    fig, ax = plt.subplots(figsize=(max(6.0, 0.55 * len(names) + 2), 4.2))
+    shown = [v if np.isfinite(v) else 0.0 for v in values]
+    bars = ax.bar(range(len(names)), shown, color=["#4c72b0" if np.isfinite(v) else "#cccccc" for v in values])
+    for bar, v in zip(bars, values):
+        if not np.isfinite(v):
+            bar.set_hatch("//")
+    ax.set_xticks(range(len(names)), [f"{n}\n({positives[n]} pos)" for n in names], rotation=60, ha="right", fontsize=7)
+    ax.axhline(0.5, color="gray", lw=0.8, ls=":")
+    ax.axhline(metrics["test"]["mean_auroc"], color="#4c72b0", lw=1.2, ls="--", label=f"this run: mean {metrics['test']['mean_auroc']:.3f}")
+    for (name, value), colour in zip((metrics.get("published_mean_auroc") or {}).items(), ("#dd8452", "#55a868", "#c44e52")):
+        ax.axhline(value, color=colour, lw=1, label=f"{name}: {value:.3f}")
+    ax.set_ylim(0, 1)
+    ax.set_ylabel("test AUROC")
+    tag = "SYNTHETIC DATA - " if metrics.get("synthetic") else ""
+    ax.set_title(f"{tag}{metrics['architecture']} pretraining, {metrics['image_size']} px, {metrics['counts']['train']} training images "
+                 f"(init: {metrics['initialisation_used']})", fontsize=9)
+    ax.legend(fontsize=7, loc="lower right")
+    fig.tight_layout()
+    out_png = Path(out_png)
+    with atomic_path(out_png) as tmp:
+        fig.savefig(tmp, format="png", dpi=110)
+    plt.close(fig)
+    return out_png
+
+
+MODEL_COLOURS = {"multimodal": "#d62728", "text": "#1f77b4", "image": "#2ca02c"}
+
+
+def plot_fig5(curves: Any, out_png: str | os.PathLike, out_html: str | os.PathLike, synthetic: bool) -> list[Path]:
+    """Figure 5: one panel per learning-rate setting, validation accuracy per epoch, mean line ± sd band per model."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import pandas as pd
+    import plotly.graph_objects as go
+    import seaborn as sns
+    from plotly.subplots import make_subplots
+
+    frame = pd.DataFrame(curves)
+    settings = list(dict.fromkeys(frame["setting"]))
+    note = "SYNTHETIC DATA: not comparable with the paper" if synthetic else ""
+    fig, axes = plt.subplots(1, len(settings), figsize=(5.2 * len(settings), 4.2), squeeze=False)
+    for ax, setting in zip(axes[0], settings):
+        sns.lineplot(data=frame[frame["setting"] == setting], x="epoch", y="val_accuracy", hue="model", palette=MODEL_COLOURS,
+                     errorbar="sd", marker="o", ax=ax)
+        ax.set_title(f"{setting} learning rate", fontsize=10)
+        ax.set_ylabel("validation accuracy")
+        ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
+    if note:
+        fig.suptitle(note, fontsize=9, color="darkred")
+    fig.tight_layout()
+    written = [Path(out_png), Path(out_html)]
+    with atomic_path(out_png) as tmp:
+        fig.savefig(tmp, format="png", dpi=110)
+    plt.close(fig)
+    html = make_subplots(rows=1, cols=len(settings), subplot_titles=[f"{s} learning rate" for s in settings])
+    for col, setting in enumerate(settings, start=1):
+        for model, group in frame[frame["setting"] == setting].groupby("model", sort=False):
+            stats = group.groupby("epoch")["val_accuracy"].agg(["mean", "std", "count"]).reset_index().fillna({"std": 0.0})
+            colour = MODEL_COLOURS.get(model, "#7f7f7f")
+            html.add_trace(go.Scatter(x=list(stats["epoch"]) + list(stats["epoch"][::-1]),
+                                      y=list(stats["mean"] + stats["std"]) + list((stats["mean"] - stats["std"])[::-1]),
+                                      fill="toself", fillcolor=colour, opacity=0.15, line={"width": 0}, hoverinfo="skip", showlegend=False),
+                           row=1, col=col)
+            html.add_trace(go.Scatter(x=stats["epoch"], y=stats["mean"], mode="lines+markers", name=f"{model} ({setting})",
+                                      line={"color": colour}, customdata=stats[["std", "count"]].to_numpy(),
+                                      hovertemplate=f"{model}<br>epoch %{{x}}<br>mean %{{y:.3f}}<br>sd %{{customdata[0]:.3f}} over %{{customdata[1]}} splits"),
+                           row=1, col=col)
+    html.update_layout(title={"text": f"Fig. 5: validation accuracy over epochs{' (' + note + ')' if note else ''}", "font": {"size": 12}},
+                       template="plotly_white")
+    with atomic_path(out_html) as tmp:
+        html.write_html(str(tmp), include_plotlyjs=True, full_html=True)
+    return written

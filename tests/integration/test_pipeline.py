@@ -70,6 +70,7 @@ def test_dvc_repro_runs_offline_and_then_has_nothing_to_do(workdir):
     status = run([dvc, "status"], workdir)
     assert "changed" not in status and "modified" not in status
     # same params, same bytes: rerunning from scratch reproduces the prepared images exactly
-    shutil.rmtree(workdir / "outputs")
-    run([dvc, "repro", "--force"], workdir)
+    shutil.rmtree(workdir / "outputs/synthetic")
+    shutil.rmtree(workdir / "outputs/prepared")
+    run([dvc, "repro", "--force", "prepare@iu"], workdir)
     assert np.array_equal(np.load(workdir / "outputs/prepared/iu/images.npy"), images)

@@ -1,0 +1,168 @@
+"""The paper's experiment protocol (section 4, Fig. 5, Table 3): text, image and multimodal on the same splits.
+
+For one learning-rate setting and each split: the text CNN starts from the split's word2vec embedding,
+the image model from the ChestX-ray14 encoder, each is trained for the setting's epochs at its learning
+rate, then the multimodal is built from those two trained submodels and trained the same way. Every
+model sees exactly the same cases (those with a report and an image), so the comparison is paired.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping
+
+import numpy as np
+import pandas as pd
+
+from replication.data.store import Cohort, Exclusions
+from replication.data.text import Vocabulary
+from replication.errors import DataError, ParameterError
+from replication.text_experiment import PARTS, clean_cases
+
+MODELS = ("text", "image", "multimodal")
+DEFAULT_OPTIMIZERS = {"text": "adadelta", "image": "adam", "multimodal": "adam"}
+
+
+@dataclass
+class PairedSplit:
+    """One split of the cases that have both modalities: per part token ids, pixel arrays, labels, case ids."""
+
+    column: str
+    ids: dict[str, np.ndarray]
+    images: dict[str, np.ndarray]
+    labels: dict[str, np.ndarray]
+    docs: dict[str, list[list[str]]]
+    case_ids: dict[str, list[str]]
+    vocab: Vocabulary
+
+
+def paired_cases(cohort: Cohort, keep_negations: bool) -> tuple[pd.DataFrame, Exclusions]:
+    """Cases with an image and at least one token of text; the others are excluded and counted."""
+    if cohort.images is None:
+        raise DataError(cohort.source, "the multimodal needs images; this cohort has none (a reports-only source)")
+    cleaned, excluded = clean_cases(cohort.cases, keep_negations)
+    no_image = cleaned["image_index"] < 0
+    excluded.add("multimodal", "no image (the experiment needs both modalities)", cleaned.loc[no_image, "case_id"])
+    paired = cleaned[~no_image].reset_index(drop=True)
+    if len(paired) == 0:
+        raise DataError(cohort.source, "no case has both a report and an image")
+    return paired, excluded
+
+
+def paired_split(cases: pd.DataFrame, images: np.ndarray, column: str, text: Mapping[str, Any]) -> PairedSplit:
+    """Encode one split of the paired cases; the vocabulary is fitted on its training reports only."""
+    parts = {p: cases[cases[column] == p] for p in PARTS}
+    for p, rows in parts.items():
+        if len(rows) == 0 or rows["label"].nunique() < 2:
+            raise DataError(column, f"the {p} part of the paired cases has {'no case' if len(rows) == 0 else 'one class only'}")
+    vocab = Vocabulary.fit(parts["train"]["tokens"], int(text.get("max_words", 15000)))
+    length = int(text.get("sequence_length", 140))
+    return PairedSplit(
+        column=column,
+        ids={p: vocab.encode(list(rows["tokens"]), length)[0] for p, rows in parts.items()},
+        images={p: np.asarray(images[rows["image_index"].to_numpy()], dtype=np.float32)[..., None] for p, rows in parts.items()},
+        labels={p: rows["label"].to_numpy(np.float32) for p, rows in parts.items()},
+        docs={p: list(rows["tokens"]) for p, rows in parts.items()},
+        case_ids={p: list(rows["case_id"]) for p, rows in parts.items()},
+        vocab=vocab,
+    )
+
+
+def check_setting(name: str, setting: Mapping[str, Any]) -> dict[str, Any]:
+    lr, epochs, splits = setting.get("learning_rate"), setting.get("epochs"), setting.get("splits")
+    if not isinstance(lr, (int, float)) or isinstance(lr, bool) or lr <= 0:
+        raise ParameterError(f"curves.settings.{name}.learning_rate", lr, "a positive number")
+    for key, value in (("epochs", epochs), ("splits", splits)):
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise ParameterError(f"curves.settings.{name}.{key}", value, "an integer >= 1")
+    return {"learning_rate": float(lr), "epochs": int(epochs), "splits": int(splits)}
+
+
+def run_setting(
+    name: str,
+    setting: Mapping[str, Any],
+    cohort: Cohort,
+    params: Mapping[str, Any],
+    encoder_path: str | Path,
+    word2vec_dir: str | Path,
+    save_models_to: str | Path | None = None,
+    log=print,
+) -> tuple[pd.DataFrame, list[dict[str, Any]], Exclusions]:
+    """Train the three models on each split at this setting; returns the curve rows, final metrics per run, exclusions."""
+    from replication.models.baselines import majority_class, tfidf_logistic_regression
+    from replication.models.densenet import compile_finetune, finetune_model, make_optimizer
+    from replication.models.embeddings import embedding_matrix, load_vectors
+    from replication.models.multimodal import multimodal_model
+    from replication.models.text_cnn import compile_text_cnn, text_cnn
+    from replication.train import evaluate_binary, fit_binary, seed_everything
+
+    cfg = check_setting(name, setting)
+    curves = params["curves"]
+    optimizers = {**DEFAULT_OPTIMIZERS, **curves.get("optimizers", {})}
+    text, cnn, image_cfg = params["text"], params["text_cnn"], params["transfer"]
+    seed, batch = int(params["seed"]), int(curves.get("batch_size", 16))
+    cases, excluded = paired_cases(cohort, bool(text.get("keep_negations", False)))
+    if cfg["splits"] > len(cohort.split_columns):
+        raise ParameterError(f"curves.settings.{name}.splits", cfg["splits"], f"at most splits.count = {len(cohort.split_columns)}")
+    rows, finals = [], []
+    for k in range(cfg["splits"]):
+        column = f"split_{k}"
+        data = paired_split(cases, cohort.images, column, text)
+        train = lambda m: data.ids["train"] if m == "text" else data.images["train"] if m == "image" else [data.ids["train"], data.images["train"]]  # noqa: E731
+        val = lambda m: data.ids["val"] if m == "text" else data.images["val"] if m == "image" else [data.ids["val"], data.images["val"]]  # noqa: E731
+        test = lambda m: data.ids["test"] if m == "text" else data.images["test"] if m == "image" else [data.ids["test"], data.images["test"]]  # noqa: E731
+        models: dict[str, Any] = {}
+        for model_name in MODELS:
+            seed_everything(seed + 100 * k)
+            if model_name == "text":
+                vectors = load_vectors(Path(word2vec_dir) / f"split_{k}.kv", expected_dim=int(params["word2vec"]["dim"]))
+                matrix, _ = embedding_matrix(data.vocab, vectors, int(params["word2vec"]["dim"]), seed=seed + k)
+                model = text_cnn(len(data.vocab), matrix.shape[1], data.ids["train"].shape[1], tuple(cnn["kernel_sizes"]),
+                                 int(cnn["feature_maps"]), float(cnn["l2"]), float(cnn["dropout"]), cnn["pool_size"], matrix)
+                compile_text_cnn(model, cfg["learning_rate"], float(cnn.get("clipvalue", 3.0)), optimizers["text"])
+            elif model_name == "image":
+                model = finetune_model(int(params["image_size"]), image_cfg.get("architecture", "densenet121"), weights=str(encoder_path),
+                                       hidden=int(image_cfg.get("hidden", 512)), dropout=float(image_cfg.get("dropout", 0.5)))
+                compile_finetune(model, cfg["learning_rate"], optimizers["image"])
+            else:
+                model = multimodal_model(models["text"], models["image"], cnn, image_cfg.get("architecture", "densenet121"),
+                                         hidden=int(curves.get("hidden", 512)), dropout=float(curves.get("dropout", 0.3)))
+                model.compile(optimizer=make_optimizer(optimizers["multimodal"], cfg["learning_rate"], "curves.optimizers.multimodal"),
+                              loss="binary_crossentropy", metrics=["accuracy"])
+            start = time.perf_counter()
+            history = fit_binary(model, (train(model_name), data.labels["train"]), (val(model_name), data.labels["val"]),
+                                 epochs=cfg["epochs"], batch_size=batch, name=f"{name} {model_name} {column}")
+            seconds = time.perf_counter() - start
+            models[model_name] = model
+            rows += [{"setting": name, "model": model_name, "split": k, "epoch": e, "val_accuracy": a, "val_loss": loss, "val_auroc": auc,
+                      "train_loss": tl, "train_accuracy": ta}
+                     for e, a, loss, auc, tl, ta in zip(history["epoch"], history["val_accuracy"], history["val_loss"], history["val_auroc"],
+                                                         history["loss"], history["accuracy"])]
+            finals.append({"setting": name, "model": model_name, "split": k, "seconds": seconds,
+                           "cases": {p: data.case_ids[p] for p in PARTS} if model_name == "text" else None,
+                           **{f"test_{m}": v for m, v in evaluate_binary(model, test(model_name), data.labels["test"]).items()}})
+            log(f"curves {name} {column} {model_name}: val accuracy {history['val_accuracy'][-1]:.3f} after {cfg['epochs']} epochs, {seconds:.0f} s")
+        parts = {p: (data.docs[p], data.labels[p]) for p in PARTS}
+        for baseline, metrics in (("tf-idf + logistic regression", tfidf_logistic_regression(data.docs["train"], data.labels["train"], parts, seed=seed)),
+                                  ("majority class", majority_class(data.labels["train"], {p: data.labels[p] for p in PARTS}))):
+            finals.append({"setting": name, "model": baseline, "split": k, "val_accuracy": metrics["val"]["accuracy"],
+                           "val_auroc": metrics["val"]["auroc"], "test_accuracy": metrics["test"]["accuracy"], "test_auroc": metrics["test"]["auroc"]})
+        if save_models_to is not None and k == 0:
+            save_models(Path(save_models_to), models, data.vocab, {"setting": name, **cfg, "text": dict(text), "image_size": params["image_size"]})
+    return pd.DataFrame(rows), finals, excluded
+
+
+def save_models(directory: Path, models: Mapping[str, Any], vocab: Vocabulary, config: Mapping[str, Any]) -> None:
+    """The split-0 models of a setting, with the vocabulary: what `replication explain` and the detection stage load."""
+    import json
+
+    from replication.io import atomic_path
+
+    with atomic_path(directory) as tmp:
+        tmp.mkdir()
+        for name, model in models.items():
+            model.save(tmp / f"{name}.keras")
+        (tmp / "vocabulary.json").write_text(vocab.to_json())
+        (tmp / "config.json").write_text(json.dumps(config, indent=2, default=str))

@@ -1,0 +1,58 @@
+"""The pretraining recipe on the real NIH ChestX-ray14 radiographs in ../shared/data (skipped where absent).
+
+One short epoch at 32 px on a patient-wise split of the shared images: the point is that real files go
+through the whole path (reader, checks, 14 sigmoid outputs, class weights from real prevalences, per-class
+AUROC with the published means beside them, encoder saved and reloaded for fine-tuning), not the AUROC
+itself; the CPU run of the shared-real profile (docs/IMAGE.md) is the measurement.
+"""
+
+import math
+
+import numpy as np
+import pytest
+
+from replication.data.chestxray14 import LABELS, read_chestxray14
+from replication.data.splits import make_splits
+from replication.image_experiment import PUBLISHED_CXR14_MEAN_AUROC, image_split, pretrain, pretrain_markdown
+from replication.models.densenet import check_images, encoder_of, finetune_model, save_encoder
+
+pytestmark = [pytest.mark.realdata, pytest.mark.slow]
+SIZE = 32
+
+
+@pytest.fixture(scope="module")
+def cohort(shared_chestxray14):
+    cohort = read_chestxray14(shared_chestxray14, image_size=SIZE)
+    cohort.cases["any_finding"] = (cohort.cases[list(LABELS)].sum(axis=1) > 0).astype(int)
+    cohort.cases = make_splits(cohort.cases, 1, {"train": 0.7, "val": 0.1, "test": 0.2}, seed=2019, stratify="any_finding")
+    return cohort
+
+
+def test_real_images_pass_the_model_input_checks_and_split_patient_wise(cohort):
+    assert len(cohort.cases) > 1000 and cohort.label_names == list(LABELS)
+    check_images(cohort.images, SIZE, list(cohort.cases["case_id"]), where="chestxray14")
+    assert (cohort.cases.groupby("patient_id")["split_0"].nunique() == 1).all()
+    data = image_split(cohort, "split_0", cohort.label_names, SIZE)
+    assert data.x["train"][np.arange(2)].shape == (2, SIZE, SIZE, 1)
+    assert {len(data.y[p]) for p in ("train", "val", "test")} and data.y["train"].shape[1] == 14
+
+
+def test_one_epoch_of_the_recipe_on_real_radiographs(cohort, tmp_path):
+    params = {"seed": 2019, "image_size": SIZE, "pretrain": {
+        "architecture": "densenet121", "initialisation": "imagenet", "split": 0, "optimizer": "adam", "learning_rate": 1e-3,
+        "batch_size": 16, "epochs": 1, "flip": True, "class_weighting": True, "plateau": {"factor": 0.1, "patience": 1},
+        "keep_best": True, "mixed_precision": False}}
+    result = pretrain(cohort, params, checkpoint_dir=tmp_path / "ckpt", checkpoint_key="real", log=None)
+    m = result.metrics
+    assert m["synthetic"] is False and m["labels"] == list(LABELS) and m["published_mean_auroc"] == PUBLISHED_CXR14_MEAN_AUROC
+    assert set(m["test"]["auroc"]) == set(LABELS)
+    scored = [v for v in m["test"]["auroc"].values() if math.isfinite(v)]
+    assert len(scored) == m["test"]["classes_scored"] >= 10 and 0 <= m["test"]["mean_auroc"] <= 1
+    # real prevalences: every weight in [0, 1], rare findings weigh their positives most
+    assert 0.5 < m["class_weights"]["positive"]["Hernia"] <= 1.0 and m["class_weights"]["positive"]["Infiltration"] < 0.95
+    table = pretrain_markdown(m)
+    assert "CheXNet" in table and "| Hernia |" in table
+    path = save_encoder(result.model, tmp_path / "encoder.weights.h5", labels=list(LABELS))
+    fine = finetune_model(SIZE, weights=path)
+    for a, b in zip(encoder_of(result.model).get_weights(), encoder_of(fine).get_weights()):
+        np.testing.assert_array_equal(a, b)

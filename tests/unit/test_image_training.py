@@ -1,0 +1,275 @@
+"""Training utilities of the image models (class-weighted BCE, AUROC, plateau, checkpoint/resume, batches)
+and the experiment's summaries and figures. Small stand-in networks keep this fast: the loop is the same
+for DenseNet-121, whose train step alone takes ~40 s to trace on 2 CPU cores."""
+
+import json
+
+import keras
+import numpy as np
+import pandas as pd
+import pytest
+
+from replication.errors import DataError, ParameterError
+from replication.image_experiment import NOT_OFFLINE, TransferResult, summarise_transfer, transfer_markdown
+from replication.models.densenet import GreyToRGB
+from replication.train import (Batches, IndexedImages, Plateau, WeightedBinaryCrossentropy, auroc, class_balance_weights,
+                               configure_precision, evaluate_multilabel, fit_binary, fit_epochs, seed_everything,
+                               weighted_bce_numpy)
+
+
+# --------------------------------------------------------------------------------- loss and metrics
+def test_class_weighted_bce_matches_a_hand_computation():
+    train = np.array([[1, 0], [0, 0], [0, 1], [0, 1]], "float32")  # class 0: 1 of 4 positive; class 1: 2 of 4
+    wp, wn = class_balance_weights(train)
+    np.testing.assert_allclose(wp, [0.75, 0.5])   # w+ = |N| / (|P| + |N|)
+    np.testing.assert_allclose(wn, [0.25, 0.5])   # w- = |P| / (|P| + |N|)
+    y = np.array([[1, 0], [0, 1]], "float32")
+    p = np.array([[0.8, 0.3], [0.4, 0.9]], "float32")
+    by_hand = np.mean([
+        -0.75 * np.log(0.8), -0.5 * np.log(1 - 0.3),    # case 1: class 0 positive, class 1 negative
+        -0.25 * np.log(1 - 0.4), -0.5 * np.log(0.9),    # case 2: class 0 negative, class 1 positive
+    ])
+    loss = WeightedBinaryCrossentropy(wp, wn)
+    assert float(keras.ops.convert_to_numpy(loss(y, p))) == pytest.approx(by_hand, rel=1e-5)
+    assert weighted_bce_numpy(y, p, wp, wn) == pytest.approx(by_hand, rel=1e-6)
+    # unit weights: plain binary cross-entropy
+    plain = WeightedBinaryCrossentropy([1, 1], [1, 1])
+    expected = float(keras.ops.convert_to_numpy(keras.losses.BinaryCrossentropy()(y, p)))
+    assert float(keras.ops.convert_to_numpy(plain(y, p))) == pytest.approx(expected, rel=1e-4)
+    assert WeightedBinaryCrossentropy.from_config(loss.get_config()).positive_weights == pytest.approx([0.75, 0.5])
+
+
+def test_class_weights_refuse_bad_labels_and_handle_absent_classes():
+    wp, wn = class_balance_weights(np.array([[0, 1], [0, 1]]))
+    assert wp.tolist() == [1.0, 0.0] and wn.tolist() == [0.0, 1.0]
+    with pytest.raises(DataError, match="0/1"):
+        class_balance_weights(np.array([[0.5, 1]]))
+    with pytest.raises(DataError, match="non-empty"):
+        class_balance_weights(np.zeros((0, 3)))
+
+
+def test_auroc_known_case_and_per_class_evaluation():
+    assert auroc([0, 0, 1, 1], [0.1, 0.4, 0.35, 0.8]) == pytest.approx(0.75)
+    assert auroc([1, 0, 1, 0], [0.9, 0.1, 0.8, 0.2]) == 1.0
+    inp = keras.Input((2,))
+    model = keras.Model(inp, keras.layers.Identity()(inp))  # scores = the inputs
+    x = np.array([[0.1, 0.9], [0.4, 0.2], [0.35, 0.3], [0.8, 0.4]], "float32")
+    y = np.array([[0, 1], [0, 1], [1, 1], [1, 1]], "float32")  # class b: one value only -> undefined, not 0.5
+    r = evaluate_multilabel(model, x, y, ["a", "b"])
+    assert r["auroc"]["a"] == pytest.approx(0.75) and np.isnan(r["auroc"]["b"])
+    assert r["mean_auroc"] == pytest.approx(0.75) and r["classes_scored"] == 1
+
+
+def test_plateau_divides_the_rate_when_the_loss_stalls():
+    plateau = Plateau(factor=0.1, patience=1, min_learning_rate=1e-5)
+    assert plateau.step(1.0, 1e-3) == 1e-3           # improvement
+    assert plateau.step(1.2, 1e-3) == pytest.approx(1e-4)   # one epoch without improvement
+    assert plateau.step(0.5, 1e-4) == 1e-4
+    assert plateau.step(0.5, 1e-4) == pytest.approx(1e-5)
+    assert plateau.step(0.7, 1e-5) == pytest.approx(1e-5)  # floor
+    patient = Plateau(factor=0.5, patience=2)
+    assert [patient.step(v, 1.0) for v in (1.0, 1.0)] == [1.0, 1.0]
+    assert patient.step(1.0, 1.0) == 0.5
+    with pytest.raises(ParameterError, match="plateau.factor"):
+        Plateau(factor=1.5)
+    with pytest.raises(ParameterError, match="plateau"):
+        Plateau.from_params({"factr": 0.1})
+
+
+# ------------------------------------------------------------------------------------------- batches
+def test_batches_are_a_function_of_seed_and_epoch_and_flip_half():
+    images = np.arange(10 * 4 * 4, dtype=np.uint8).reshape(10, 4, 4)
+    x = IndexedImages(images, np.arange(10)[::-1])
+    assert x[np.array([0, 2])].shape == (2, 4, 4, 1) and x[np.array([0])][0, 0, 0, 0] == images[9, 0, 0]
+    y = np.arange(10, dtype="float32")
+    a = [Batches(x, y, 4, seed=3, epoch=1, flip=True, drop_remainder=True)[i] for i in range(2)]
+    b = [Batches(x, y, 4, seed=3, epoch=1, flip=True, drop_remainder=True)[i] for i in range(2)]
+    c = Batches(x, y, 4, seed=3, epoch=2, flip=True, drop_remainder=True)[0]
+    assert len(Batches(x, y, 4, drop_remainder=True)) == 2 and len(Batches(x, y, 4)) == 3
+    for (xa, ya), (xb, yb) in zip(a, b):
+        np.testing.assert_array_equal(xa, xb) and np.testing.assert_array_equal(ya, yb)
+    assert not np.array_equal(a[0][1], c[1])
+    flipped = 0
+    for xb, yb in a:
+        for img, label in zip(xb[..., 0], yb):
+            original = images[9 - int(label)].astype("float32")  # x is reversed: row k holds image 9 - k
+            assert np.array_equal(img, original) or np.array_equal(img, original[:, ::-1])
+            flipped += not np.array_equal(img, original)
+    assert 0 < flipped < 8
+    padded = Batches(x, None, 4, shuffle=False, pad=True)
+    assert len(padded) == 3 and padded[2][0].shape == (4, 4, 4, 1)
+
+
+# ----------------------------------------------------------------------------------- resume
+SIZE = 16
+
+
+def _toy_data(n=48, seed=0):
+    rng = np.random.default_rng(seed)
+    images = rng.integers(0, 256, (n, SIZE, SIZE)).astype(np.uint8)
+    bright = rng.random(n) < 0.5
+    images[bright] = np.clip(images[bright].astype(int) + 60, 0, 255).astype(np.uint8)
+    return images, bright.astype("float32")
+
+
+def _toy_model(outputs=1):
+    image = keras.Input((SIZE, SIZE, 1))
+    h = GreyToRGB("torch", name="preprocess")(image)
+    h = keras.layers.Conv2D(4, 3, strides=2, activation="relu", name="conv")(h)
+    h = keras.layers.BatchNormalization(name="bn")(h)
+    h = keras.layers.GlobalAveragePooling2D(name="gap")(h)
+    h = keras.layers.Dropout(0.5, name="dropout")(h)
+    return keras.Model(image, keras.layers.Dense(outputs, activation="sigmoid", name="out")(h))
+
+
+def _compiled_binary():
+    seed_everything(7)
+    model = _toy_model()
+    model.compile(optimizer=keras.optimizers.Adam(1e-2), loss="binary_crossentropy", metrics=["accuracy"])
+    return model
+
+
+def test_binary_fit_resumed_after_a_kill_matches_an_uninterrupted_one(tmp_path, monkeypatch):
+    import replication.train as train
+
+    images, labels = _toy_data()
+    x_train, x_val = IndexedImages(images, np.arange(36)), IndexedImages(images, np.arange(36, 48))
+    args = ((x_train, labels[:36]), (x_val, labels[36:]))
+    kwargs = dict(epochs=4, batch_size=8, seed=5, flip=True, log=None)
+
+    whole_model = _compiled_binary()
+    whole = fit_binary(whole_model, *args, name="whole", checkpoint_dir=tmp_path / "a", checkpoint_key="k", **kwargs)
+
+    real_evaluate, calls = train.evaluate_binary, {"n": 0}
+
+    def killed_in_epoch_3(*a, **k):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise KeyboardInterrupt("killed")
+        return real_evaluate(*a, **k)
+
+    monkeypatch.setattr(train, "evaluate_binary", killed_in_epoch_3)
+    with pytest.raises(KeyboardInterrupt):
+        fit_binary(_compiled_binary(), *args, name="killed", checkpoint_dir=tmp_path / "b", checkpoint_key="k", **kwargs)
+    monkeypatch.setattr(train, "evaluate_binary", real_evaluate)
+    state = json.loads((tmp_path / "b" / "state.json").read_text())
+    assert state["epochs_done"] == 2 and (tmp_path / "b" / "model.weights.h5").is_file()
+
+    messages = []
+    resumed_model = _compiled_binary()  # a fresh process would build a fresh model
+    resumed = fit_binary(resumed_model, *args, name="resumed", checkpoint_dir=tmp_path / "b", checkpoint_key="k",
+                         **{**kwargs, "log": messages.append})
+    assert any("resuming after epoch 2" in m for m in messages)
+    assert resumed["epoch"] == [1, 2, 3, 4]
+    for key in whole:
+        np.testing.assert_allclose(resumed[key], whole[key], rtol=1e-6, atol=1e-7, err_msg=key)
+    for a, b in zip(whole_model.get_weights(), resumed_model.get_weights()):
+        np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
+
+    # another key (other inputs or parameters): the stale checkpoint is discarded, training starts afresh
+    messages.clear()
+    fresh = fit_binary(_compiled_binary(), *args, name="other", checkpoint_dir=tmp_path / "b", checkpoint_key="other",
+                       **{**kwargs, "epochs": 1, "log": messages.append})
+    assert fresh["epoch"] == [1] and any("starting afresh" in m for m in messages)
+
+
+def test_multilabel_fit_with_plateau_and_best_epoch_resumes_exactly(tmp_path):
+    images, labels = _toy_data(40, seed=1)
+    y = np.stack([labels, 1 - labels, (images.mean(axis=(1, 2)) > images.mean()).astype("float32")], axis=1)
+    x = IndexedImages(images, np.arange(40))
+    wp, wn = class_balance_weights(y[:32])
+
+    def build():
+        seed_everything(3)
+        model = _toy_model(outputs=3)
+        model.compile(optimizer=keras.optimizers.Adam(5e-2), loss=WeightedBinaryCrossentropy(wp, wn))
+        return model
+
+    def data(epoch):
+        return {"x": Batches(IndexedImages(images, np.arange(32)), y[:32], 8, seed=2, epoch=epoch, flip=True, drop_remainder=True)}
+
+    def evaluate(model):
+        r = evaluate_multilabel(model, IndexedImages(images, np.arange(32, 40)), y[32:], ["a", "b", "c"], wp, wn)
+        return {"loss": r["loss"], "mean_auroc": r["mean_auroc"], "auroc": r["auroc"]}
+
+    def run(model, epochs, directory):
+        return fit_epochs(model, data, evaluate, epochs, "toy", checkpoint_dir=directory, checkpoint_key="k", seed=2,
+                          plateau=Plateau(factor=0.5, patience=1), keep_best="val_loss", log=None)
+
+    whole_model = build()
+    whole = run(whole_model, 5, tmp_path / "a")
+    assert {"learning_rate", "val_loss", "val_mean_auroc", "val_auroc_a", "val_auroc_c"} <= set(whole)
+    run(build(), 3, tmp_path / "b")                 # a run stopped after epoch 3 (its checkpoint says 3 done) ...
+    resumed_model = build()
+    resumed = run(resumed_model, 5, tmp_path / "b")  # ... continued to 5 in a new model
+    assert resumed["epoch"] == [1, 2, 3, 4, 5]
+    for key in whole:
+        np.testing.assert_allclose(resumed[key], whole[key], rtol=1e-6, atol=1e-7, err_msg=key)
+    best = int(np.argmin(whole["val_loss"]))
+    for a, b in zip(whole_model.get_weights(), resumed_model.get_weights()):  # both end on the best epoch's weights
+        np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
+    assert 0 <= best < 5
+
+
+def test_mixed_precision_is_ignored_on_cpu_with_a_note():
+    try:
+        note = configure_precision(True)
+        assert "ignored" in note or note.startswith("mixed_float16")
+        if "ignored" in note:
+            assert keras.config.dtype_policy().name == "float32"
+    finally:
+        configure_precision(False)
+    assert keras.config.dtype_policy().name == "float32"
+
+
+# ------------------------------------------------------------------------------ summaries, figures
+def _fake_transfer():
+    rows, runs = [], []
+    for init, base in (("densenet121/chestxray14", 0.7), ("densenet121/scratch", 0.6)):
+        for k, split in enumerate(("split_0", "split_1")):
+            for epoch in (1, 2, 3):
+                rows.append({"init": init, "split": split, "epoch": epoch, "val_accuracy": base + 0.01 * epoch + 0.02 * k,
+                             "val_loss": 0.6, "val_auroc": base})
+            runs.append({"init": init, "split": split, "metrics": {"test": {"accuracy": base, "auroc": base},
+                                                                    "majority_class": {"val_accuracy": 0.6, "test_accuracy": 0.6}}})
+    runs.append({"init": "densenet121/imagenet", "not_run": NOT_OFFLINE})
+    return TransferResult(runs, pd.DataFrame(rows))
+
+
+def test_transfer_summary_compares_with_scratch_and_lists_what_did_not_run():
+    summary = summarise_transfer(_fake_transfer())
+    pre, scratch = summary["densenet121/chestxray14"], summary["densenet121/scratch"]
+    assert pre["final_val_accuracy"]["mean"] == pytest.approx(0.74) and pre["splits"] == 2
+    assert pre["minus_scratch_mean_val_accuracy_over_epochs"]["mean"] == pytest.approx(0.1)
+    assert pre["splits_better_than_scratch"] == 2 and "minus_scratch_mean_val_accuracy_over_epochs" not in scratch
+    assert summary["densenet121/imagenet"] == {"not_run": NOT_OFFLINE}
+    table = transfer_markdown(summary, synthetic=True)
+    assert "SYNTHETIC" in table and "not run: weights not available offline" in table and "+0.100" in table
+
+
+def test_transfer_figure_png_and_offline_html(tmp_path):
+    from replication.figures import plot_transfer_curves
+
+    result = _fake_transfer()
+    written = plot_transfer_curves(result.history, tmp_path / "fig4.png", tmp_path / "fig4.html", "test",
+                                   not_run={"densenet121/imagenet": NOT_OFFLINE}, baseline=0.6)
+    assert [p.name for p in written] == ["fig4.png", "fig4.html"]
+    assert (tmp_path / "fig4.png").read_bytes()[:4] == b"\x89PNG"
+    html = (tmp_path / "fig4.html").read_text()
+    assert "<script src=\"http" not in html and len(html) > 1_000_000  # plotly.js inlined: no network needed
+    assert "chestxray14" in html and "weights not available offline" in html and "majority class (0.600)" in html
+
+
+def test_up_to_date_needs_the_same_fingerprint_and_every_output(tmp_path, capsys):
+    from replication.train import fingerprint, up_to_date
+
+    key = fingerprint({"epochs": 4}, "cohort-hash")
+    assert key == fingerprint({"epochs": 4}, "cohort-hash") != fingerprint({"epochs": 5}, "cohort-hash")
+    out = tmp_path / "metrics.json"
+    stamp = tmp_path / "stamp.json"
+    assert not up_to_date(stamp, "stage", key, [out])
+    stamp.write_text(json.dumps({"fingerprint": key}))
+    assert not up_to_date(stamp, "stage", key, [out])  # an output is missing
+    out.write_text("{}")
+    assert up_to_date(stamp, "stage", key, [out]) and "nothing to do" in capsys.readouterr().out
+    assert not up_to_date(stamp, "stage", fingerprint({"epochs": 5}), [out])
