@@ -9,7 +9,6 @@ Checkpoints after every epoch go to outputs/checkpoints/pretrain/ (not a DVC out
 
 from __future__ import annotations
 
-import json
 import time
 
 import pandas as pd

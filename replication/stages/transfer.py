@@ -9,7 +9,6 @@ checkpoints live in outputs/checkpoints/transfer/, so a killed stage resumes whe
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 

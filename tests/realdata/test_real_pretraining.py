@@ -34,7 +34,8 @@ def test_real_images_pass_the_model_input_checks_and_split_patient_wise(cohort):
     assert (cohort.cases.groupby("patient_id")["split_0"].nunique() == 1).all()
     data = image_split(cohort, "split_0", cohort.label_names, SIZE)
     assert data.x["train"][np.arange(2)].shape == (2, SIZE, SIZE, 1)
-    assert {len(data.y[p]) for p in ("train", "val", "test")} and data.y["train"].shape[1] == 14
+    sizes = [len(data.y[p]) for p in ("train", "val", "test")]
+    assert min(sizes) > 50 and sum(sizes) == len(cohort.cases) and data.y["train"].shape[1] == 14
 
 
 def test_one_epoch_of_the_recipe_on_real_radiographs(cohort, tmp_path):

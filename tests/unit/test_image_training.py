@@ -176,7 +176,6 @@ def test_binary_fit_resumed_after_a_kill_matches_an_uninterrupted_one(tmp_path, 
 def test_multilabel_fit_with_plateau_and_best_epoch_resumes_exactly(tmp_path):
     images, labels = _toy_data(40, seed=1)
     y = np.stack([labels, 1 - labels, (images.mean(axis=(1, 2)) > images.mean()).astype("float32")], axis=1)
-    x = IndexedImages(images, np.arange(40))
     wp, wn = class_balance_weights(y[:32])
 
     def build():
