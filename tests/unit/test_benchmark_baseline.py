@@ -244,7 +244,7 @@ def test_report_tables_targets_and_verdicts(tmp_path):
     assert report.main([str(path), "-o", str(out)]) == 0
     text = out.read_text()
     for needle in ("## Machine", "Test CPU, 2 cores", "**the machine was loaded**", "## Targets",
-                   "pytest benchmarks --benchmark-only", "report.py benchmarks/results/latest.json",
+                   "pytest benchmarks --benchmark-only", "report.py benchmarks/results/cpu-$(date +%F).json",
                    "No GPU run in these files", "test_word2vec_training_time"):
         assert needle in text, needle
     rows = {r[0]: r for r in report.targets(report.load([path])["benchmarks"])}
