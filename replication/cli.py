@@ -75,6 +75,57 @@ def _show(args: argparse.Namespace) -> int:
     return 0
 
 
+def _explain(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from replication.detection import explain_case, load_models
+    from replication.explain import overlay_regions, word_heatmap_html, word_heatmap_png
+    from replication.io import atomic_path, write_json
+
+    if (args.case is None) == (args.image is None):
+        raise ParameterError("explain", "--case and --image" if args.case else "neither --case nor --image",
+                             "either --case ID (from --cohort) or --image FILE with --report TEXT")
+    models = load_models(args.models)
+    size = int(models.config["image_size"])
+    if args.case is not None:
+        from replication.data.store import read_cohort
+
+        cohort = read_cohort(args.cohort)
+        rows = cohort.cases[cohort.cases["case_id"] == args.case]
+        if rows.empty:
+            raise DataError(args.cohort, f"no case {args.case!r}", record=args.case)
+        row = rows.iloc[0]
+        if int(row["image_index"]) < 0 or cohort.images is None:
+            raise DataError(args.cohort, "this case has no image", record=args.case)
+        image, report, name = np.asarray(cohort.images[int(row["image_index"])]), str(row["text"]), args.case
+    else:
+        from replication.data.images import load_image
+
+        if args.report is None:
+            raise ParameterError("--report", None, "the report's text (quote it) together with --image")
+        image, _ = load_image(args.image, size)
+        report, name = args.report, Path(args.image).stem
+    result = explain_case(models, image, report, sight_sensitivity=args.sight_sensitivity, steps=args.steps)
+    out = Path(args.out or f"explanations/{name}")
+    with atomic_path(out) as tmp:
+        tmp.mkdir(parents=True)
+        words = result["words"]
+        write_json(tmp / "explanation.json", {
+            "case": name, "models": args.models, "predictions": result["predictions"], "sight_sensitivity": args.sight_sensitivity,
+            "completeness": result["completeness"], "regions": result["regions"],
+            "words": [{"word": w, "score": s} for w, s in words.pairs()], "words_note": words.note})
+        overlay_regions(image, result["region_objects"], tmp / "overlay.png", f"{name}: sight sensitivity {args.sight_sensitivity}")
+        if words.words:
+            word_heatmap_html(words.words, words.scores, tmp / "words.html", f"{name}: word scores (multimodal)")
+            word_heatmap_png(words.words, words.scores, tmp / "words.png", f"{name}: word scores (multimodal)")
+    p = result["predictions"]
+    print(f"{name}: P(abnormal) text {p['text']:.3f}, image {p['image']:.3f}, multimodal {p['multimodal']:.3f}; "
+          f"{len(result['regions'])} region(s) at sight sensitivity {args.sight_sensitivity}; "
+          f"top words: {', '.join(f'{w} {s:.2f}' for w, s in words.top(5)) or words.note}")
+    print(f"written: {out}/explanation.json, overlay.png" + (", words.html, words.png" if words.words else ""))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="replication", description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -109,6 +160,20 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("show", help="summarise a cohort directory: counts, exclusions with reasons, notes")
     p.add_argument("cohort")
     p.set_defaults(func=_show)
+
+    p = sub.add_parser("explain", help="explain one case with trained models: prediction, regions, word heatmap",
+                       description="The paper's detection (section 3) on one case: integrated gradients on the image model, the "
+                                   "sight-sensitivity threshold, single-linkage circles, and per-word scores from the multimodal's "
+                                   "gradients at the embedding output. Writes explanation.json, overlay.png, words.html, words.png.")
+    p.add_argument("--models", default="outputs/models/high", help="a curves setting's models (default: outputs/models/high)")
+    p.add_argument("--case", help="a case id of --cohort")
+    p.add_argument("--cohort", default="outputs/prepared/iu", help="prepared cohort for --case (default: outputs/prepared/iu)")
+    p.add_argument("--image", help="a PNG or JPEG (8- or 16-bit, grey or colour), resized to the models' size")
+    p.add_argument("--report", help="the report's text, with --image")
+    p.add_argument("--sight-sensitivity", type=float, default=0.7, help="threshold on the normalised attributions (default: 0.7)")
+    p.add_argument("--steps", type=int, default=50, help="integrated-gradients steps (default: 50)")
+    p.add_argument("--out", help="output directory (default: explanations/<case or image name>)")
+    p.set_defaults(func=_explain)
     return parser
 
 

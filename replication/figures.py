@@ -223,8 +223,9 @@ def plot_pretrain_auroc(metrics: dict[str, Any], out_png: str | os.PathLike) -> 
 MODEL_COLOURS = {"multimodal": "#d62728", "text": "#1f77b4", "image": "#2ca02c"}
 
 
-def plot_fig5(curves: Any, out_png: str | os.PathLike, out_html: str | os.PathLike, synthetic: bool) -> list[Path]:
-    """Figure 5: one panel per learning-rate setting, validation accuracy per epoch, mean line ± sd band per model."""
+def plot_fig5(curves: Any, out_png: str | os.PathLike | None, out_html: str | os.PathLike | None, synthetic: bool) -> list[Path]:
+    """Figure 5: one panel per learning-rate setting, validation accuracy per epoch, mean line ± sd band per model.
+    Either output may be None (the HTML inlines plotly.js, ~4 MB: the stage keeps it out of git)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -247,10 +248,13 @@ def plot_fig5(curves: Any, out_png: str | os.PathLike, out_html: str | os.PathLi
     if note:
         fig.suptitle(note, fontsize=9, color="darkred")
     fig.tight_layout()
-    written = [Path(out_png), Path(out_html)]
-    with atomic_path(out_png) as tmp:
-        fig.savefig(tmp, format="png", dpi=110)
+    written = [Path(p) for p in (out_png, out_html) if p is not None]
+    if out_png is not None:
+        with atomic_path(out_png) as tmp:
+            fig.savefig(tmp, format="png", dpi=110)
     plt.close(fig)
+    if out_html is None:
+        return written
     html = make_subplots(rows=1, cols=len(settings), subplot_titles=[f"{s} learning rate" for s in settings])
     for col, setting in enumerate(settings, start=1):
         for model, group in frame[frame["setting"] == setting].groupby("model", sort=False):

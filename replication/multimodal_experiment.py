@@ -88,61 +88,110 @@ def run_setting(
     encoder_path: str | Path,
     word2vec_dir: str | Path,
     save_models_to: str | Path | None = None,
+    partial_dir: str | Path | None = None,
     log=print,
 ) -> tuple[pd.DataFrame, list[dict[str, Any]], Exclusions]:
-    """Train the three models on each split at this setting; returns the curve rows, final metrics per run, exclusions."""
+    """Train the three models on each split at this setting; returns the curve rows, final metrics per run, exclusions.
+
+    Each model is built, compiled and traced once per setting (DenseNet-121's first training step costs tens of
+    seconds on a CPU) and reset before every split: fresh weights, its initialisation (the split's word2vec
+    matrix; the ChestX-ray14 encoder; the split's trained submodels), zeroed optimizer state. The text model's
+    embedding has as many rows as the largest split vocabulary so that one shape serves every split; rows past
+    a split's vocabulary are never looked up. A NaN loss raises `TrainingError` naming the model, the split and
+    the epoch; the curve rows up to it (the failing run's epochs included) are kept in `partial_dir`/curves.csv.
+    """
     from replication.models.baselines import majority_class, tfidf_logistic_regression
-    from replication.models.densenet import compile_finetune, finetune_model, make_optimizer
+    from replication.models.densenet import compile_finetune, encoder_of, finetune_model, load_encoder_weights, make_optimizer
     from replication.models.embeddings import embedding_matrix, load_vectors
-    from replication.models.multimodal import multimodal_model
-    from replication.models.text_cnn import compile_text_cnn, text_cnn
-    from replication.train import evaluate_binary, fit_binary, seed_everything
+    from replication.models.multimodal import copy_submodel_weights, multimodal_model
+    from replication.models.text_cnn import EMBEDDING_LAYER, compile_text_cnn, text_cnn
+    from replication.train import TrainingError, evaluate_binary, fit_binary, reset_optimizer, seed_everything
 
     cfg = check_setting(name, setting)
     curves = params["curves"]
     optimizers = {**DEFAULT_OPTIMIZERS, **curves.get("optimizers", {})}
     text, cnn, image_cfg = params["text"], params["text_cnn"], params["transfer"]
-    seed, batch = int(params["seed"]), int(curves.get("batch_size", 16))
+    seed, batch, lr = int(params["seed"]), int(curves.get("batch_size", 16)), cfg["learning_rate"]
+    dim = int(params["word2vec"]["dim"])
     cases, excluded = paired_cases(cohort, bool(text.get("keep_negations", False)))
     if cfg["splits"] > len(cohort.split_columns):
         raise ParameterError(f"curves.settings.{name}.splits", cfg["splits"], f"at most splits.count = {len(cohort.split_columns)}")
-    rows, finals = [], []
-    for k in range(cfg["splits"]):
-        column = f"split_{k}"
-        data = paired_split(cases, cohort.images, column, text)
-        train = lambda m: data.ids["train"] if m == "text" else data.images["train"] if m == "image" else [data.ids["train"], data.images["train"]]  # noqa: E731
-        val = lambda m: data.ids["val"] if m == "text" else data.images["val"] if m == "image" else [data.ids["val"], data.images["val"]]  # noqa: E731
-        test = lambda m: data.ids["test"] if m == "text" else data.images["test"] if m == "image" else [data.ids["test"], data.images["test"]]  # noqa: E731
-        models: dict[str, Any] = {}
-        for model_name in MODELS:
-            seed_everything(seed + 100 * k)
+    splits = [paired_split(cases, cohort.images, f"split_{k}", text) for k in range(cfg["splits"])]
+    vocab_rows = max(len(data.vocab) for data in splits)
+    built: dict[str, tuple[Any, list[np.ndarray]]] = {}
+
+    def model_for(model_name: str, data: PairedSplit, k: int, trained: Mapping[str, Any]):
+        if model_name == "text":
+            vectors = load_vectors(Path(word2vec_dir) / f"split_{k}.kv", expected_dim=dim)
+            matrix, _ = embedding_matrix(data.vocab, vectors, dim, seed=seed + k)
+            matrix = np.concatenate([matrix, np.zeros((vocab_rows - len(matrix), dim), np.float32)])
+        if model_name not in built:
             if model_name == "text":
-                vectors = load_vectors(Path(word2vec_dir) / f"split_{k}.kv", expected_dim=int(params["word2vec"]["dim"]))
-                matrix, _ = embedding_matrix(data.vocab, vectors, int(params["word2vec"]["dim"]), seed=seed + k)
-                model = text_cnn(len(data.vocab), matrix.shape[1], data.ids["train"].shape[1], tuple(cnn["kernel_sizes"]),
-                                 int(cnn["feature_maps"]), float(cnn["l2"]), float(cnn["dropout"]), cnn["pool_size"], matrix)
-                compile_text_cnn(model, cfg["learning_rate"], float(cnn.get("clipvalue", 3.0)), optimizers["text"])
+                model = text_cnn(vocab_rows, dim, data.ids["train"].shape[1], tuple(cnn["kernel_sizes"]), int(cnn["feature_maps"]),
+                                 float(cnn["l2"]), float(cnn["dropout"]), cnn["pool_size"], matrix)
+                compile_text_cnn(model, lr, float(cnn.get("clipvalue", 3.0)), optimizers["text"])
             elif model_name == "image":
                 model = finetune_model(int(params["image_size"]), image_cfg.get("architecture", "densenet121"), weights=str(encoder_path),
-                                       hidden=int(image_cfg.get("hidden", 512)), dropout=float(image_cfg.get("dropout", 0.5)))
-                compile_finetune(model, cfg["learning_rate"], optimizers["image"])
+                                       hidden=int(image_cfg.get("hidden", 512)), dropout=float(image_cfg.get("dropout", 0.5)),
+                                       bn_momentum=image_cfg.get("bn_momentum"))
+                compile_finetune(model, lr, optimizers["image"])
             else:
-                model = multimodal_model(models["text"], models["image"], cnn, image_cfg.get("architecture", "densenet121"),
-                                         hidden=int(curves.get("hidden", 512)), dropout=float(curves.get("dropout", 0.3)))
-                model.compile(optimizer=make_optimizer(optimizers["multimodal"], cfg["learning_rate"], "curves.optimizers.multimodal"),
+                model = multimodal_model(trained["text"], trained["image"], cnn, image_cfg.get("architecture", "densenet121"),
+                                         hidden=int(curves.get("hidden", 512)), dropout=float(curves.get("dropout", 0.3)),
+                                         bn_momentum=image_cfg.get("bn_momentum"))
+                model.compile(optimizer=make_optimizer(optimizers["multimodal"], lr, "curves.optimizers.multimodal"),
                               loss="binary_crossentropy", metrics=["accuracy"])
+            built[model_name] = (model, model.get_weights())
+            return model
+        model, fresh = built[model_name]
+        model.set_weights(fresh)
+        if model_name == "text":
+            model.get_layer(EMBEDDING_LAYER).set_weights([matrix])
+        elif model_name == "image":
+            load_encoder_weights(encoder_of(model), encoder_path)
+        else:
+            copy_submodel_weights(model, trained["text"], trained["image"])
+        reset_optimizer(model, lr)
+        return model
+
+    def inputs(model_name: str, data: PairedSplit, part: str):
+        return data.ids[part] if model_name == "text" else data.images[part] if model_name == "image" else [data.ids[part], data.images[part]]
+
+    rows, finals = [], []
+    # Seeded once: the models are built once (fixing their initial weights) and every fit draws its batch order and
+    # dropout masks from (seed + 100 k, epoch). Re-seeding the global RNG per split would make TensorFlow retrace
+    # every compiled step (~20 s per DenseNet-121 model on a CPU).
+    seed_everything(seed)
+    for k, data in enumerate(splits):
+        column, trained = data.column, {}
+        for model_name in MODELS:
+            model = model_for(model_name, data, k, trained)
             start = time.perf_counter()
-            history = fit_binary(model, (train(model_name), data.labels["train"]), (val(model_name), data.labels["val"]),
-                                 epochs=cfg["epochs"], batch_size=batch, name=f"{name} {model_name} {column}")
+            history_path = None if partial_dir is None else Path(partial_dir) / f"{model_name}-{column}.json"
+            if history_path is not None:
+                history_path.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                history = fit_binary(model, (inputs(model_name, data, "train"), data.labels["train"]),
+                                     (inputs(model_name, data, "val"), data.labels["val"]),
+                                     epochs=cfg["epochs"], batch_size=batch, name=f"curves {name}: {model_name} on {column}",
+                                     history_path=history_path, seed=seed + 100 * k, log=None)
+            except TrainingError as error:
+                if partial_dir is None:
+                    raise
+                import json
+
+                history = json.loads(history_path.read_text())
+                rows += curve_rows(name, model_name, k, history)
+                kept = Path(partial_dir) / "curves.csv"
+                pd.DataFrame(rows).to_csv(kept, index=False)
+                raise TrainingError(f"{error}; the curves up to it ({len(rows)} rows) are in {kept}") from error
             seconds = time.perf_counter() - start
-            models[model_name] = model
-            rows += [{"setting": name, "model": model_name, "split": k, "epoch": e, "val_accuracy": a, "val_loss": loss, "val_auroc": auc,
-                      "train_loss": tl, "train_accuracy": ta}
-                     for e, a, loss, auc, tl, ta in zip(history["epoch"], history["val_accuracy"], history["val_loss"], history["val_auroc"],
-                                                         history["loss"], history["accuracy"])]
+            trained[model_name] = model
+            rows += curve_rows(name, model_name, k, history)
             finals.append({"setting": name, "model": model_name, "split": k, "seconds": seconds,
                            "cases": {p: data.case_ids[p] for p in PARTS} if model_name == "text" else None,
-                           **{f"test_{m}": v for m, v in evaluate_binary(model, test(model_name), data.labels["test"]).items()}})
+                           "cases_sha256": cases_digest(data),
+                           **{f"test_{m}": v for m, v in evaluate_binary(model, inputs(model_name, data, "test"), data.labels["test"]).items()}})
             log(f"curves {name} {column} {model_name}: val accuracy {history['val_accuracy'][-1]:.3f} after {cfg['epochs']} epochs, {seconds:.0f} s")
         parts = {p: (data.docs[p], data.labels[p]) for p in PARTS}
         for baseline, metrics in (("tf-idf + logistic regression", tfidf_logistic_regression(data.docs["train"], data.labels["train"], parts, seed=seed)),
@@ -150,8 +199,24 @@ def run_setting(
             finals.append({"setting": name, "model": baseline, "split": k, "val_accuracy": metrics["val"]["accuracy"],
                            "val_auroc": metrics["val"]["auroc"], "test_accuracy": metrics["test"]["accuracy"], "test_auroc": metrics["test"]["auroc"]})
         if save_models_to is not None and k == 0:
-            save_models(Path(save_models_to), models, data.vocab, {"setting": name, **cfg, "text": dict(text), "image_size": params["image_size"]})
+            save_models(Path(save_models_to), trained, data.vocab, {"setting": name, **cfg, "text": dict(text), "image_size": params["image_size"]})
     return pd.DataFrame(rows), finals, excluded
+
+
+def cases_digest(data: PairedSplit) -> str:
+    """SHA-256 of the split's case ids per part: equal digests = the models saw the same cases (a paired comparison)."""
+    import hashlib
+    import json
+
+    return hashlib.sha256(json.dumps({p: data.case_ids[p] for p in PARTS}, sort_keys=True).encode()).hexdigest()
+
+
+def curve_rows(setting: str, model: str, split: int, history: Mapping[str, list[float]]) -> list[dict[str, Any]]:
+    """One tidy row per epoch of a fit's history (the CSV `dvc plots` draws)."""
+    keys = {"val_accuracy": "val_accuracy", "val_loss": "val_loss", "val_auroc": "val_auroc", "train_loss": "loss", "train_accuracy": "accuracy"}
+    return [{"setting": setting, "model": model, "split": split, "epoch": int(epoch),
+             **{column: float(history.get(key, [float("nan")] * (i + 1))[i]) for column, key in keys.items()}}
+            for i, epoch in enumerate(history["epoch"])]
 
 
 def save_models(directory: Path, models: Mapping[str, Any], vocab: Vocabulary, config: Mapping[str, Any]) -> None:

@@ -43,11 +43,13 @@ def clean_cases(cases: pd.DataFrame, keep_negations: bool) -> tuple[pd.DataFrame
     return out[~empty].reset_index(drop=True), excluded
 
 
-def text_split(cases: pd.DataFrame, split: str, text: Mapping[str, Any]) -> TextSplit:
-    """Encode one split. `text.tokenizer_defect` re-fits the vocabulary on each evaluation part, as the authors' notebook did."""
+def text_split(cases: pd.DataFrame, split: str, text: Mapping[str, Any],
+               cleaned: tuple[pd.DataFrame, Exclusions] | None = None) -> TextSplit:
+    """Encode one split. `text.tokenizer_defect` re-fits the vocabulary on each evaluation part, as the authors' notebook did.
+    `cleaned`: `clean_cases(cases, text.keep_negations)` computed once by a caller that encodes many splits."""
     if split not in cases.columns:
         raise DataError("prepared cohort", f"no split column {split!r}")
-    cleaned, excluded = clean_cases(cases, bool(text.get("keep_negations", False)))
+    cleaned, excluded = cleaned if cleaned is not None else clean_cases(cases, bool(text.get("keep_negations", False)))
     docs = {p: list(cleaned.loc[cleaned[split] == p, "tokens"]) for p in PARTS}
     labels = {p: cleaned.loc[cleaned[split] == p, "label"].to_numpy(np.float32) for p in PARTS}
     for p in PARTS:

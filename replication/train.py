@@ -53,7 +53,7 @@ def evaluate_binary(model: keras.Model, x: Any, y: np.ndarray, batch_size: int =
     """Accuracy at 0.5, AUROC and binary cross-entropy of a one-sigmoid model (x: an array, a list of arrays for a
     multi-input model, or `IndexedImages`)."""
     if isinstance(x, (np.ndarray, list, tuple)):
-        p = np.asarray(model.predict(x, batch_size=batch_size, verbose=0), dtype=np.float64).ravel()
+        p = predict_padded(model, x, batch_size).ravel()
     else:
         p = predict_scores(model, x, batch_size).ravel()
     y = np.asarray(y, dtype=np.float64).ravel()
@@ -109,7 +109,7 @@ def fit_binary(
 # ==================================================================================================
 
 class Batches(keras.utils.PyDataset):
-    """Batches of x[rows] (x: an array, a memory map or `IndexedImages`) and y[rows].
+    """Batches of x[rows] (x: an array, a memory map, `IndexedImages`, or a list of arrays for a multi-input model) and y[rows].
 
     The order is a permutation drawn from (seed, epoch) and, with `flip`, a random half of each batch is
     mirrored left-right (axis 2) from (seed, epoch, batch): an epoch's batches depend only on those, so a
@@ -122,7 +122,7 @@ class Batches(keras.utils.PyDataset):
         super().__init__(workers=1, use_multiprocessing=False)
         if isinstance(batch_size, bool) or int(batch_size) < 1:
             raise ParameterError("batch_size", batch_size, "an integer >= 1")
-        n = len(x)
+        n = len(x[0]) if isinstance(x, (list, tuple)) else len(x)
         if n == 0:
             raise DataError("batches", "no examples to batch")
         self.x, self.y, self.flip, self.pad = x, (None if y is None else np.asarray(y)), flip, pad
@@ -138,6 +138,9 @@ class Batches(keras.utils.PyDataset):
         rows = self.order[i * self.batch_size:(i + 1) * self.batch_size]
         if self.pad and len(rows) < self.batch_size:
             rows = np.concatenate([rows, np.repeat(rows[-1:], self.batch_size - len(rows))])
+        if isinstance(self.x, (list, tuple)):  # a multi-input model: the same rows of every input (no flips)
+            x = tuple(np.asarray(a[rows]) for a in self.x)
+            return (x,) if self.y is None else (x, self.y[rows])
         x = np.asarray(self.x[rows])
         if self.flip:
             mirror = np.random.default_rng([self.seed, self.epoch, 1, i]).random(len(rows)) < 0.5
@@ -166,6 +169,20 @@ class IndexedImages:
         out = np.empty((len(idx),) + tuple(self.images.shape[1:]) + (1,), np.float32)
         out[order, ..., 0] = self.images[idx[order]]
         return out
+
+
+def predict_padded(model: keras.Model, x: Any, batch_size: int = 64) -> np.ndarray:
+    """model.predict on an array (or a list of arrays, one per input) padded to whole batches of `batch_size`
+    (the last row repeated): every call has one batch shape, so the predict step is traced once per model
+    rather than once per part size (a retrace of DenseNet-121 costs seconds). The padding rows are dropped."""
+    xs = [np.asarray(a) for a in x] if isinstance(x, (list, tuple)) else [np.asarray(x)]
+    n = len(xs[0])
+    if n == 0:
+        return np.zeros((0,) + tuple(model.outputs[0].shape[1:]), np.float64)
+    m = -(-n // batch_size) * batch_size
+    padded = [np.concatenate([a, np.repeat(a[-1:], m - n, axis=0)]) if m > n else a for a in xs]
+    out = model.predict(padded if len(padded) > 1 else padded[0], batch_size=batch_size, verbose=0)
+    return np.asarray(out, dtype=np.float64)[:n]
 
 
 def predict_scores(model: keras.Model, x: Any, batch_size: int = 64) -> np.ndarray:

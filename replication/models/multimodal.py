@@ -11,7 +11,8 @@ from typing import Any, Mapping
 
 import keras
 
-from replication.models.densenet import FEATURES_LAYER as IMAGE_FEATURES, INPUT_NAME, POOL_LAYER, encoder_of, image_encoder
+from replication.models.densenet import (FEATURES_LAYER as IMAGE_FEATURES, INPUT_NAME, POOL_LAYER, encoder_of, image_encoder,
+                                         set_bn_momentum)
 from replication.models.text_cnn import EMBEDDING_LAYER, FEATURES_LAYER as TEXT_FEATURES, text_branch, text_input
 
 FUSION_LAYERS = ("fusion_bn", "fusion_hidden", "fusion_dropout", "fusion_hidden_bn", "abnormal")
@@ -30,8 +31,11 @@ def multimodal_model(
     hidden: int = 512,
     dropout: float = 0.3,
     name: str = "multimodal",
+    bn_momentum: float | None = None,
 ) -> keras.Model:
-    """[report tokens, image] → P(abnormal), initialised from the trained text and image submodels."""
+    """[report tokens, image] → P(abnormal), initialised from the trained text and image submodels.
+
+    `bn_momentum` as the image submodel's (`transfer.bn_momentum`), for every batch norm of the multimodal."""
     embedding = text_model.get_layer(EMBEDDING_LAYER)
     convs = sorted((layer for layer in text_model.layers if layer.name.startswith("conv_")), key=lambda layer: layer.kernel_size[0])
     pool = text_model.get_layer(f"pool_{convs[0].kernel_size[0]}")
@@ -53,11 +57,18 @@ def multimodal_model(
     x = keras.layers.BatchNormalization(name="fusion_hidden_bn")(x)
     out = keras.layers.Dense(1, activation="sigmoid", dtype="float32", name="abnormal")(x)
     model = keras.Model([ids, image], out, name=name)
+    if bn_momentum is not None:
+        set_bn_momentum(model, bn_momentum)
+    copy_submodel_weights(model, text_model, image_model)
+    return model
+
+
+def copy_submodel_weights(model: keras.Model, text_model: keras.Model, image_model: keras.Model) -> None:
+    """The multimodal's text layers, encoder and image features from the trained submodels (the decoder is left as is)."""
     for layer_name in text_layer_names(text_model):
         model.get_layer(layer_name).set_weights(text_model.get_layer(layer_name).get_weights())
-    encoder.set_weights(encoder_of(image_model).get_weights())
+    encoder_of(model).set_weights(encoder_of(image_model).get_weights())
     model.get_layer(IMAGE_FEATURES).set_weights(image_model.get_layer(IMAGE_FEATURES).get_weights())
-    return model
 
 
 def feature_widths(model: keras.Model) -> dict[str, int]:

@@ -11,7 +11,8 @@ from replication.io import atomic_path, write_json, write_text
 from replication.models.baselines import majority_class, tfidf_logistic_regression
 from replication.models.embeddings import embedding_matrix, load_vectors, train_word2vec
 from replication.params import load_params
-from replication.text_experiment import PARTS, check_variants, summarise, table2_markdown, text_split, train_text_cnn
+from replication.data.text import corpus_statistics
+from replication.text_experiment import PARTS, check_variants, clean_cases, summarise, table2_markdown, text_split, train_text_cnn
 
 OUT = "results/{profile}/table2"  # one folder per profile, so real and synthetic results sit side by side
 
@@ -29,11 +30,13 @@ def main(argv: list[str] | None = None) -> int:
         print(f"table2: generic embedding not run: {e}")
     runs, history_rows = [], []
     out = OUT.format(profile=params["profile"])
+    # the reports are cleaned once per cleaning setting, not once per variant and split
+    cleaned = {keep: clean_cases(cohort.cases, keep) for keep in {bool(c["keep_negations"]) for _, _, c in configs} | {bool(text["keep_negations"])}}
     with atomic_path(out) as tmp:
         tmp.mkdir()
         for k, column in enumerate(cohort.split_columns):
             for name, variant, text_config in configs:
-                split = text_split(cohort.cases, column, text_config)
+                split = text_split(cohort.cases, column, text_config, cleaned[bool(text_config["keep_negations"])])
                 if variant == "generic" and generic is None:
                     runs.append({"variant": name, "split": column, "reason": f"no embedding file at {table['generic_path']}"})
                     continue
@@ -48,14 +51,16 @@ def main(argv: list[str] | None = None) -> int:
                 runs.append({"variant": name, "split": column, "metrics": metrics, "coverage": coverage, "truncated": split.truncated,
                              "excluded": len(split.exclusions)})
                 history_rows += [{"variant": name, "split": column, **{key: history[key][i] for key in history}} for i in range(len(history["epoch"]))]
-            split = text_split(cohort.cases, column, text)
+            split = text_split(cohort.cases, column, text, cleaned[bool(text["keep_negations"])])
             parts = {p: (split.docs[p], split.labels[p]) for p in PARTS}
             runs.append({"variant": "tf-idf + logistic regression", "split": column,
                          "metrics": tfidf_logistic_regression(split.docs["train"], split.labels["train"], parts, seed=seed)})
             runs.append({"variant": "majority class", "split": column, "metrics": majority_class(split.labels["train"], {p: split.labels[p] for p in PARTS})})
         summary = summarise(runs)
         reference = yaml.safe_load(open("paper/reference.yaml"))["table2"]
-        write_json(tmp / "metrics.json", {"synthetic": cohort.synthetic, "source": cohort.source, "summary": summary})
+        corpus = corpus_statistics(list(cleaned[bool(text["keep_negations"])][0]["tokens"]), int(text["sequence_length"]))
+        write_json(tmp / "metrics.json", {"synthetic": cohort.synthetic, "source": cohort.source, "profile": params["profile"],
+                                          "corpus": corpus, "summary": summary})
         write_json(tmp / "runs.json", runs)
         pd.DataFrame(history_rows).to_csv(tmp / "history.csv", index=False)
         write_text(tmp / "table2.md", table2_markdown(summary, reference, cohort.synthetic))

@@ -13,6 +13,7 @@ from replication.io import atomic_path, write_json, write_text
 from replication.params import load_params
 
 RESULTS = "results/{profile}"
+HTML_OUT = "outputs/table3"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -37,10 +38,14 @@ def main(argv: list[str] | None = None) -> int:
     synthetic = any(f["synthetic"] for f in finals)
     with atomic_path(root / "table3") as tmp:
         tmp.mkdir()
-        write_json(tmp / "metrics.json", {"synthetic": synthetic, "source": finals[0]["source"], "summary": summary, "baselines": baselines})
+        write_json(tmp / "metrics.json", {"synthetic": synthetic, "source": finals[0]["source"], "profile": params["profile"],
+                                          "summary": summary, "baselines": baselines})
         text = "".join(table3_markdown({s: summary[s]}, synthetic and i == 0, baselines.get(s)) for i, s in enumerate(settings))
         write_text(tmp / "table3.md", text)
-        plot_fig5(curves, tmp / "fig5.png", tmp / "fig5.html", synthetic=synthetic)
+        plot_fig5(curves, tmp / "fig5.png", None, synthetic=synthetic)
+    with atomic_path(HTML_OUT) as tmp:
+        tmp.mkdir()
+        plot_fig5(curves, None, tmp / "fig5.html", synthetic=synthetic)
     print(text)
     return 0
 

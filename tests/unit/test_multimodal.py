@@ -55,3 +55,91 @@ def test_the_multimodal_splits_at_its_embedding_for_text_attribution(submodels):
     assert result.embedding_scores.shape == (20, 8)
     embed, head = split_at_embedding(model)
     assert np.allclose(head.predict([embed(ids[None]), pixels[None]], verbose=0), model.predict([ids[None], pixels[None]], verbose=0), atol=1e-5)
+
+
+# ----------------------------------------------------------------------------- the protocol's bad input
+from replication.data.prepare import compose_text  # noqa: E402
+from replication.data.splits import make_splits  # noqa: E402
+from replication.data.synthetic import SynthParams, generate  # noqa: E402
+from replication.errors import DataError, ParameterError  # noqa: E402
+from replication.multimodal_experiment import check_setting, paired_cases, paired_split, run_setting  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def cohort():
+    c = compose_text(generate(SynthParams(cases=60, image_size=32), "iu", seed=3), ["findings", "impression"])
+    c.cases = make_splits(c.cases, 1, {"train": 0.6, "val": 0.2, "test": 0.2}, seed=3)
+    return c
+
+
+def test_a_case_without_an_image_is_excluded_and_counted(cohort):
+    cases = cohort.cases.copy()
+    cases.loc[[0, 5, 7], "image_index"] = -1
+    c = type(cohort)(**{**cohort.__dict__, "cases": cases})
+    paired, excluded = paired_cases(c, False)
+    assert len(paired) == len(cases) - 3 and not set(cases.loc[[0, 5, 7], "case_id"]) & set(paired["case_id"])
+    assert {"stage": "multimodal", "reason": "no image (the experiment needs both modalities)", "count": 3} in excluded.summary()
+
+
+def test_a_reports_only_cohort_is_a_clear_error(cohort):
+    c = type(cohort)(**{**cohort.__dict__, "images": None, "masks": None, "cases": cohort.cases.assign(image_index=-1)})
+    with pytest.raises(DataError, match="needs images"):
+        paired_cases(c, False)
+
+
+def test_a_split_part_with_one_class_is_a_clear_error(cohort):
+    paired, _ = paired_cases(cohort, False)
+    val = paired["split_0"] == "val"
+    paired.loc[val, "label"] = 1
+    with pytest.raises(DataError, match="split_0.*val part.*one class only"):
+        paired_split(paired, cohort.images, "split_0", {"max_words": 100, "sequence_length": 20})
+
+
+@pytest.mark.parametrize("setting, key", [({"learning_rate": 0, "epochs": 1, "splits": 1}, "learning_rate"),
+                                          ({"learning_rate": 1e-3, "epochs": 0, "splits": 1}, "epochs"),
+                                          ({"learning_rate": 1e-3, "epochs": 2, "splits": True}, "splits")])
+def test_bad_settings_are_named(setting, key):
+    with pytest.raises(ParameterError, match=f"curves.settings.low.{key}"):
+        check_setting("low", setting)
+
+
+def test_a_nan_loss_stops_naming_model_split_epoch_and_keeps_the_partial_curves(cohort, tmp_path, monkeypatch):
+    import json
+
+    import replication.train as train
+    from replication.models.densenet import pretraining_model, save_encoder
+    from replication.models.embeddings import train_word2vec
+    from replication.params import render_profile
+    from conftest import REPO
+
+    params = render_profile("tiny", REPO)
+    params["curves"]["hidden"] = 8
+    params["transfer"]["hidden"] = 8
+    paired, _ = paired_cases(cohort, False)
+    docs = paired_split(paired, cohort.images, "split_0", params["text"]).docs["train"]
+    (tmp_path / "w2v").mkdir()
+    train_word2vec(docs, dim=params["word2vec"]["dim"], seed=1).save(str(tmp_path / "w2v" / "split_0.kv"))
+    save_encoder(pretraining_model(32, 9), tmp_path / "encoder.weights.h5")
+
+    def fake_fit(model, train_data, val, epochs, batch_size, name, history_path=None, **_):
+        # the text model 'trains' for its epochs; the image model's loss is NaN at epoch 2
+        history = {"epoch": [1, 2], "loss": [0.7, 0.6], "accuracy": [0.5, 0.6], "val_loss": [0.7, 0.6], "val_accuracy": [0.5, 0.6], "val_auroc": [0.5, 0.6]}
+        if "image" in name:
+            history = {k: [v[0], float("nan")] for k, v in history.items() if k != "epoch"} | {"epoch": [1, 2]}
+            history["val_loss"] = [0.7, float("nan")]
+            Path(history_path).write_text(json.dumps(history))
+            raise train.TrainingError(f"{name}: the training loss is nan at epoch 2; the history up to that epoch is kept in {history_path}")
+        Path(history_path).write_text(json.dumps(history))
+        return history
+
+    from pathlib import Path
+
+    monkeypatch.setattr(train, "fit_binary", fake_fit)
+    with pytest.raises(train.TrainingError, match=r"image on split_0: the training loss is nan at epoch 2.*4 rows.*curves.csv"):
+        run_setting("high", {"learning_rate": 1e-2, "epochs": 2, "splits": 1}, cohort, params, tmp_path / "encoder.weights.h5",
+                    tmp_path / "w2v", partial_dir=tmp_path / "partial", log=lambda *_: None)
+    import pandas as pd
+
+    kept = pd.read_csv(tmp_path / "partial" / "curves.csv")
+    assert list(zip(kept["model"], kept["epoch"])) == [("text", 1), ("text", 2), ("image", 1), ("image", 2)]
+    assert np.isnan(kept["val_loss"].iloc[-1]) and kept["val_loss"].iloc[2] == 0.7

@@ -1,0 +1,64 @@
+"""The metrics of the last `dvc repro` (results/<profile>/, committed) against the paper or the committed baseline.
+
+Under the paper profile every Table 2 / Table 3 number must lie within paper/reference.yaml's tolerance of the
+paper's. Under any other profile the headline numbers must stay within `TOLERANCE` of tests/baselines/<profile>.json,
+recorded from the run that produced the committed results (same parameters, same machine type: equal numbers;
+another CPU: round-off). After an intended change, re-run `dvc repro` and then
+`python tests/integration/test_last_repro.py` to re-record the baseline, and say why in the commit.
+"""
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from conftest import REPO  # noqa: E402
+from replication.comparison import compare, key_metrics, load_reference  # noqa: E402
+
+TOLERANCE = 0.03
+
+
+def profile() -> str:
+    return yaml.safe_load((REPO / "params.yaml").read_text())["profile"]
+
+
+def results() -> Path:
+    path = REPO / "results" / profile()
+    if not (path / "table3" / "metrics.json").is_file():
+        pytest.skip(f"no finished `dvc repro` for profile {profile()!r} (no {path / 'table3' / 'metrics.json'})")
+    return path
+
+
+def test_the_last_repro_matches_its_reference():
+    path = results()
+    if profile() == "paper":
+        rows, _ = compare(load_reference(REPO / "paper" / "reference.yaml"), path, REPO / "outputs" / "prepared" / "iu")
+        outside = [f"{r.section} {r.quantity}: {r.reproduced:.3f} vs {r.paper}" for r in rows if r.verdict == "outside tolerance"]
+        assert not outside, "outside the paper's tolerance:\n" + "\n".join(outside)
+        return
+    baseline_file = REPO / "tests" / "baselines" / f"{profile()}.json"
+    if not baseline_file.is_file():
+        pytest.skip(f"no committed baseline {baseline_file.name} for profile {profile()!r}")
+    baseline, now = json.loads(baseline_file.read_text())["metrics"], key_metrics(path)
+    missing = sorted(set(baseline) - set(now))
+    assert not missing, f"metrics missing from the last repro: {missing}"
+    drifted = {k: (now[k], v) for k, v in baseline.items() if abs(now[k] - v) > TOLERANCE}
+    assert not drifted, "moved beyond the tolerance (now, baseline): " + json.dumps(drifted, indent=1)
+
+
+def test_the_comparison_report_marks_synthetic_runs():
+    path = results()
+    if profile() != "default":
+        pytest.skip("the committed report is the default profile's")
+    report = (REPO / "reports" / "paper_comparison.md").read_text()
+    assert "SYNTHETIC DATA" in report and "within tolerance" not in report
+
+
+if __name__ == "__main__":  # re-record the baseline from the current results/<profile>/
+    target = REPO / "tests" / "baselines" / f"{profile()}.json"
+    target.write_text(json.dumps({"profile": profile(), "recorded_from": f"results/{profile()}", "metrics": key_metrics(results())},
+                                 indent=2, sort_keys=True) + "\n")
+    print(target.read_text())
