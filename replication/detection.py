@@ -225,6 +225,7 @@ def load_models(directory: str) -> SavedModels:
 
     import keras
 
+    import replication.models.densenet  # noqa: F401  registers the custom layers (GreyToRGB) the saved models use
     from replication.data.text import Vocabulary
 
     root = Path(directory)
