@@ -94,8 +94,8 @@ def compare(reference: Mapping[str, Any], results: str | Path, prepared_iu: str 
     ours = {m: e["final_auroc"] for m, e in (table3 or {}).get("summary", {}).get("high", {}).get("models", {}).items()}
     mine = ", ".join(f"{m} {v['mean']:.3f} ± {v['std']:.3f}" for m, v in ours.items()) or "not run"
     for k, value in enumerate(auroc.get("quoted", [])):
-        rows.append(Row("AUROC", f"quoted AUROC {k + 1} of {len(auroc['quoted'])}", auroc["where"], value, verdict="unassigned",
-                        note=f"{auroc.get('note', '')}. Ours (final-epoch validation AUROC, high learning rate): {mine}"))
+        note = f"{auroc.get('note', '')}. Ours (final-epoch validation AUROC, high learning rate): {mine}" if k == 0 else "see above"
+        rows.append(Row("AUROC", f"quoted AUROC {k + 1} of {len(auroc['quoted'])}", auroc["where"], value, verdict="unassigned", note=note))
 
     ds = reference["dataset"]
     counts = manifest.get("counts", {})
@@ -128,7 +128,9 @@ def compare(reference: Mapping[str, Any], results: str | Path, prepared_iu: str 
 def _num(v: float | None, signed: bool = False) -> str:
     if v is None:
         return "—"
-    return f"{v:+.3f}" if signed else (f"{v:.3f}" if abs(v) < 100 else f"{v:,.0f}")
+    if abs(v) >= 100:  # counts
+        return f"{v:+,.0f}" if signed else f"{v:,.0f}"
+    return f"{v:+.3f}" if signed else f"{v:.3f}"
 
 
 def comparison_markdown(rows: list[Row], header: Mapping[str, Any], profile: str) -> str:

@@ -57,3 +57,19 @@ def test_one_epoch_of_the_recipe_on_real_radiographs(cohort, tmp_path):
     fine = finetune_model(SIZE, weights=path)
     for a, b in zip(encoder_of(result.model).get_weights(), encoder_of(fine).get_weights()):
         np.testing.assert_array_equal(a, b)
+    # the localisation scoring on the real BBox_List_2017 boxes (the numbers mean nothing after one epoch at 32 px;
+    # the path from real boxes to per-finding accuracy at T(IoBB) does)
+    from replication.detection import box_study
+    from replication.io import write_json
+    from replication.train import save_model_weights
+
+    save_model_weights(result.model, tmp_path / "model.weights.h5")
+    write_json(tmp_path / "model.json", {"architecture": "densenet121", "image_size": SIZE, "labels": list(LABELS)})
+    cfg = {"images": 12, "steps": 8, "rule": "gauss_legendre", "sight_sensitivity": 0.7}
+    boxes = box_study(cohort, str(tmp_path), cfg, seed=0)
+    assert set(boxes["ground_truth"]) == {"BBox_List_2017"}
+    overall = boxes[boxes["finding"] == "all findings"].iloc[0]
+    assert overall["boxes"] == 12 and 0 <= overall["accuracy_iobb_0.1"] <= 1 and 0 <= overall["iou_mean"] <= 1
+    per_finding = boxes[boxes["finding"] != "all findings"]
+    assert set(per_finding["finding"]) <= set(LABELS)
+    assert per_finding["wang_2017_accuracy_iobb_0.1"].notna().all()  # the 8 boxed findings all have Wang et al.'s number
