@@ -85,9 +85,9 @@ def _explain(args: argparse.Namespace) -> int:
     if (args.case is None) == (args.image is None):
         raise ParameterError("explain", "--case and --image" if args.case else "neither --case nor --image",
                              "either --case ID (from --cohort) or --image FILE with --report TEXT")
-    models = load_models(args.models)
-    size = int(models.config["image_size"])
-    if args.case is not None:
+    if args.image is not None and args.report is None:
+        raise ParameterError("--report", None, "the report's text (quote it) together with --image")
+    if args.case is not None:  # the case is looked up before the models are loaded: a wrong id fails at once
         from replication.data.store import read_cohort
 
         cohort = read_cohort(args.cohort)
@@ -98,12 +98,11 @@ def _explain(args: argparse.Namespace) -> int:
         if int(row["image_index"]) < 0 or cohort.images is None:
             raise DataError(args.cohort, "this case has no image", record=args.case)
         image, report, name = np.asarray(cohort.images[int(row["image_index"])]), str(row["text"]), args.case
-    else:
+    models = load_models(args.models)
+    if args.image is not None:
         from replication.data.images import load_image
 
-        if args.report is None:
-            raise ParameterError("--report", None, "the report's text (quote it) together with --image")
-        image, _ = load_image(args.image, size)
+        image, _ = load_image(args.image, int(models.config["image_size"]))
         report, name = args.report, Path(args.image).stem
     result = explain_case(models, image, report, sight_sensitivity=args.sight_sensitivity, steps=args.steps)
     out = Path(args.out or f"explanations/{name}")
@@ -123,6 +122,33 @@ def _explain(args: argparse.Namespace) -> int:
           f"{len(result['regions'])} region(s) at sight sensitivity {args.sight_sensitivity}; "
           f"top words: {', '.join(f'{w} {s:.2f}' for w, s in words.top(5)) or words.note}")
     print(f"written: {out}/explanation.json, overlay.png" + (", words.html, words.png" if words.words else ""))
+    return 0
+
+
+def _boxes(args: argparse.Namespace) -> int:
+    import pandas as pd
+
+    from replication.data.store import read_cohort
+    from replication.detection import Study, box_study, localisation_markdown
+    from replication.io import atomic_path, write_json, write_text
+
+    cohort = read_cohort(args.cohort)
+    if cohort.boxes is None or cohort.boxes.empty:
+        print(f"{args.cohort}: no ground-truth boxes; the bounding boxes of the lesion masks are used" if cohort.masks is not None
+              else f"{args.cohort}: neither boxes nor masks")
+    cfg = {"images": args.images, "steps": args.steps, "rule": "gauss_legendre", "sight_sensitivity": args.sight_sensitivity}
+    table = box_study(cohort, args.pretrain, cfg, seed=0)
+    if table.empty:
+        raise DataError(args.cohort, "no test image of split_0 has a box of a finding the model predicts")
+    metrics = {"synthetic": cohort.synthetic, "source": cohort.source, "sight_sensitivity": args.sight_sensitivity,
+               "steps": args.steps, "rule": "gauss_legendre", "models": args.pretrain}
+    text = localisation_markdown(Study(pd.DataFrame(), table, [], metrics, {}))
+    with atomic_path(args.out) as tmp:
+        tmp.mkdir(parents=True)
+        table.to_csv(tmp / "boxes.csv", index=False)
+        write_text(tmp / "boxes.md", text)
+        write_json(tmp / "metrics.json", {**metrics, "all_findings": table[table["finding"] == "all findings"].iloc[0].to_dict()})
+    print(text)
     return 0
 
 
@@ -174,6 +200,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--steps", type=int, default=50, help="integrated-gradients steps (default: 50)")
     p.add_argument("--out", help="output directory (default: explanations/<case or image name>)")
     p.set_defaults(func=_explain)
+
+    p = sub.add_parser("boxes", help="score the pretraining model's detection against ground-truth boxes (Wang et al.'s T(IoBB))",
+                       description="Integrated gradients of each box's finding unit, the paper's circles at the sight sensitivity, "
+                                   "then hit rate, IoU and accuracy at T(IoBB) = 0.1/0.25/0.5 per finding, next to Wang et al. 2017. "
+                                   "Boxes: BBox_List_2017 on real ChestX-ray14, the lesion masks' bounding boxes on a synthetic cohort.")
+    p.add_argument("--pretrain", default="outputs/pretrain", help="the pretrain stage's directory (default: outputs/pretrain)")
+    p.add_argument("--cohort", default="outputs/prepared/cxr14", help="prepared ChestX-ray14(-like) cohort (default: outputs/prepared/cxr14)")
+    p.add_argument("--images", type=int, default=200, help="at most this many boxes of split_0's test images (default: 200)")
+    p.add_argument("--steps", type=int, default=16, help="integrated-gradients steps (default: 16)")
+    p.add_argument("--sight-sensitivity", type=float, default=0.7, help="threshold on the normalised attributions (default: 0.7)")
+    p.add_argument("--out", required=True, help="output directory (boxes.csv, boxes.md, metrics.json)")
+    p.set_defaults(func=_boxes)
     return parser
 
 

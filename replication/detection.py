@@ -218,8 +218,14 @@ class SavedModels:
     config: dict[str, Any]
 
 
+_LOADED: dict[tuple[str, float], SavedModels] = {}
+
+
 def load_models(directory: str) -> SavedModels:
-    """The three models, the vocabulary and the config the curves stage saved; a DataError names what is missing."""
+    """The three models, the vocabulary and the config the curves stage saved; a DataError names what is missing.
+
+    Loaded once per directory (and modification time) in a process: explaining many cases reuses the models and
+    the compiled attribution functions cached on them."""
     import json
     from pathlib import Path
 
@@ -233,10 +239,13 @@ def load_models(directory: str) -> SavedModels:
     missing = [n for n in needed if not (root / n).is_file()]
     if missing:
         raise DataError(root, f"missing {', '.join(missing)}: not a models directory of the curves stage "
-                              f"(run `dvc repro curves@high`, or pass --models outputs/models/<setting>)")
-    load = lambda name: keras.saving.load_model(root / name, compile=False)  # noqa: E731
-    return SavedModels(str(root), load("text.keras"), load("image.keras"), load("multimodal.keras"),
-                       Vocabulary.from_json((root / "vocabulary.json").read_text()), json.loads((root / "config.json").read_text()))
+                              f"(run `dvc repro curves`, or pass --models outputs/models/<setting>)")
+    key = (str(root.resolve()), (root / "config.json").stat().st_mtime)
+    if key not in _LOADED:
+        load = lambda name: keras.saving.load_model(root / name, compile=False)  # noqa: E731
+        _LOADED[key] = SavedModels(str(root), load("text.keras"), load("image.keras"), load("multimodal.keras"),
+                                   Vocabulary.from_json((root / "vocabulary.json").read_text()), json.loads((root / "config.json").read_text()))
+    return _LOADED[key]
 
 
 def explain_case(models: SavedModels, image: np.ndarray, report: str, *, sight_sensitivity: float = 0.7,

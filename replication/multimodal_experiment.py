@@ -90,14 +90,17 @@ def run_setting(
     save_models_to: str | Path | None = None,
     partial_dir: str | Path | None = None,
     log=print,
+    models_cache: dict | None = None,
 ) -> tuple[pd.DataFrame, list[dict[str, Any]], Exclusions]:
     """Train the three models on each split at this setting; returns the curve rows, final metrics per run, exclusions.
 
-    Each model is built, compiled and traced once per setting (DenseNet-121's first training step costs tens of
-    seconds on a CPU) and reset before every split: fresh weights, its initialisation (the split's word2vec
+    Each model is built, compiled and traced once (DenseNet-121's first training step costs tens of seconds on a
+    CPU) and reset before every split: fresh weights, its initialisation (the split's word2vec
     matrix; the ChestX-ray14 encoder; the split's trained submodels), zeroed optimizer state. The text model's
     embedding has as many rows as the largest split vocabulary so that one shape serves every split; rows past
-    a split's vocabulary are never looked up. A NaN loss raises `TrainingError` naming the model, the split and
+    a split's vocabulary are never looked up. Pass the same `models_cache` (a dict) to the calls for several
+    settings to share the built models across them too (the caller then seeds once, `seed_everything`, before the
+    first call; re-seeding between calls would make TensorFlow retrace). A NaN loss raises `TrainingError` naming the model, the split and
     the epoch; the curve rows up to it (the failing run's epochs included) are kept in `partial_dir`/curves.csv.
     """
     from replication.models.baselines import majority_class, tfidf_logistic_regression
@@ -118,14 +121,16 @@ def run_setting(
         raise ParameterError(f"curves.settings.{name}.splits", cfg["splits"], f"at most splits.count = {len(cohort.split_columns)}")
     splits = [paired_split(cases, cohort.images, f"split_{k}", text) for k in range(cfg["splits"])]
     vocab_rows = max(len(data.vocab) for data in splits)
-    built: dict[str, tuple[Any, list[np.ndarray]]] = {}
+    fresh_cache = models_cache is None
+    built: dict[Any, tuple[Any, list[np.ndarray]]] = {} if models_cache is None else models_cache
 
     def model_for(model_name: str, data: PairedSplit, k: int, trained: Mapping[str, Any]):
         if model_name == "text":
             vectors = load_vectors(Path(word2vec_dir) / f"split_{k}.kv", expected_dim=dim)
             matrix, _ = embedding_matrix(data.vocab, vectors, dim, seed=seed + k)
             matrix = np.concatenate([matrix, np.zeros((vocab_rows - len(matrix), dim), np.float32)])
-        if model_name not in built:
+        key = model_name if model_name == "image" else (model_name, vocab_rows)  # the text branch's shape varies
+        if key not in built:
             if model_name == "text":
                 model = text_cnn(vocab_rows, dim, data.ids["train"].shape[1], tuple(cnn["kernel_sizes"]), int(cnn["feature_maps"]),
                                  float(cnn["l2"]), float(cnn["dropout"]), cnn["pool_size"], matrix)
@@ -141,9 +146,9 @@ def run_setting(
                                          bn_momentum=image_cfg.get("bn_momentum"))
                 model.compile(optimizer=make_optimizer(optimizers["multimodal"], lr, "curves.optimizers.multimodal"),
                               loss="binary_crossentropy", metrics=["accuracy"])
-            built[model_name] = (model, model.get_weights())
+            built[key] = (model, model.get_weights())
             return model
-        model, fresh = built[model_name]
+        model, fresh = built[key]
         model.set_weights(fresh)
         if model_name == "text":
             model.get_layer(EMBEDDING_LAYER).set_weights([matrix])
@@ -161,7 +166,8 @@ def run_setting(
     # Seeded once: the models are built once (fixing their initial weights) and every fit draws its batch order and
     # dropout masks from (seed + 100 k, epoch). Re-seeding the global RNG per split would make TensorFlow retrace
     # every compiled step (~20 s per DenseNet-121 model on a CPU).
-    seed_everything(seed)
+    if fresh_cache:
+        seed_everything(seed)
     for k, data in enumerate(splits):
         column, trained = data.column, {}
         for model_name in MODELS:
