@@ -96,19 +96,22 @@ def _check_sweep(sweep: Sequence[float]) -> list[float]:
 
 
 def detections(attribution_map: np.ndarray, sight_sensitivity: float, cluster_distance: float, margin: float,
-               top_k: float) -> dict[str, tuple[np.ndarray, list | None]]:
-    """Each compared method's detected pixels (and its regions, where it has any) on one map."""
+               top_k: float, threshold_free: bool = True) -> dict[str, tuple[np.ndarray, list | None]]:
+    """Each compared method's detected pixels (and its regions, where it has any) on one map; the methods that
+    ignore the sight sensitivity (top-k, Otsu) only with `threshold_free`."""
     shape = attribution_map.shape
     signal = sight_sensitivity_mask(attribution_map, sight_sensitivity)
     paper = cluster_regions(attribution_map, sight_sensitivity, cluster_distance, margin)
     components = connected_component_regions(signal, attribution_map, margin=margin)
-    return {
+    out = {
         "clusters + circles (paper)": (circles_mask(paper, shape), paper),
         "threshold only": (signal, None),
         "connected components + circles": (circles_mask(components, shape), components),
-        f"top {top_k:.0%} pixels": (top_k_mask(attribution_map, top_k), None),
-        "Otsu threshold": (otsu_mask(attribution_map), None),
     }
+    if threshold_free:
+        out[f"top {top_k:.0%} pixels"] = (top_k_mask(attribution_map, top_k), None)
+        out["Otsu threshold"] = (otsu_mask(attribution_map), None)
+    return out
 
 
 THRESHOLD_FREE = ("top", "Otsu")
@@ -141,10 +144,8 @@ def score_masks(maps: Maps, truths: np.ndarray, artefacts: np.ndarray, sweep: Se
         methods: dict[tuple[str, float | None], dict[str, list[float]]] = {}
         for s in sweep:
             for i in range(n):
-                for method, (detected, regions) in detections(stack[i], s, cut, pad, top_k).items():
+                for method, (detected, regions) in detections(stack[i], s, cut, pad, top_k, threshold_free=s == sweep[0]).items():
                     key = (method, None if method.startswith(THRESHOLD_FREE) else s)
-                    if key[1] is None and s != sweep[0]:
-                        continue
                     acc = methods.setdefault(key, {"hit": [], "iou": [], "noise": [], "regions": []})
                     acc["hit"].append(region_hit(regions, truths[i]) if regions is not None else bool(pointing[i]) and detected.any())
                     acc["iou"].append(iou(detected, truths[i]))
