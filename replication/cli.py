@@ -126,10 +126,8 @@ def _explain(args: argparse.Namespace) -> int:
 
 
 def _boxes(args: argparse.Namespace) -> int:
-    import pandas as pd
-
     from replication.data.store import read_cohort
-    from replication.detection import Study, box_study, localisation_markdown
+    from replication.detection import box_study, boxes_markdown
     from replication.io import atomic_path, write_json, write_text
 
     cohort = read_cohort(args.cohort)
@@ -142,7 +140,7 @@ def _boxes(args: argparse.Namespace) -> int:
         raise DataError(args.cohort, "no test image of split_0 has a box of a finding the model predicts")
     metrics = {"synthetic": cohort.synthetic, "source": cohort.source, "sight_sensitivity": args.sight_sensitivity,
                "steps": args.steps, "rule": "gauss_legendre", "models": args.pretrain}
-    text = localisation_markdown(Study(pd.DataFrame(), table, [], metrics, {}))
+    text = boxes_markdown(table, metrics)
     with atomic_path(args.out) as tmp:
         tmp.mkdir(parents=True)
         table.to_csv(tmp / "boxes.csv", index=False)

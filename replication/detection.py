@@ -453,14 +453,34 @@ def _fmt(row: Mapping[str, Any], key: str) -> str:
     return f"{mean:.3f} [{row[f'{key}_ci_low']:.3f}, {row[f'{key}_ci_high']:.3f}]"
 
 
+def _header(m: Mapping[str, Any]) -> list[str]:
+    out = ["> SYNTHETIC DATA: these numbers are not comparable with the paper's or Wang et al.'s.\n"] if m.get("synthetic") else []
+    out.append(f"Integrated gradients: {m['rule']}, {m['steps']} steps, zeros baseline; models from `{m['models']}` (split 0). "
+               "Intervals: 95% bootstrap over images.\n")
+    return out
+
+
+def _boxes_section(boxes: pd.DataFrame, sight_sensitivity: float) -> list[str]:
+    ts = [c for c in boxes.columns if c.startswith("accuracy_iobb_")]
+    out = [f"\n### Boxes ({boxes['ground_truth'].iloc[0]}), pretraining model, sight sensitivity {sight_sensitivity}\n\n"
+           f"| finding | boxes | hit rate | IoU | pointing game | {' | '.join('acc. T(IoBB)=' + c.rsplit('_', 1)[1] for c in ts)} "
+           f"| Wang et al. T(IoBB)=0.1 |\n|---|---|---|---|---|{'---|' * len(ts)}---|"]
+    for row in boxes.to_dict("records"):
+        wang = row.get("wang_2017_accuracy_iobb_0.1")
+        out.append(f"| {row['finding']} | {row['boxes']} | {_fmt(row, 'hit')} | {_fmt(row, 'iou')} | {row['pointing_game']:.3f} | "
+                   + " | ".join(f"{row[c]:.3f}" for c in ts) + f" | {'—' if wang is None or not np.isfinite(wang) else f'{wang:.3f}'} |")
+    return out
+
+
+def boxes_markdown(boxes: pd.DataFrame, metrics: Mapping[str, Any]) -> str:
+    """`box_study`'s table on its own (what `replication boxes` writes); `metrics` as the stage's."""
+    return "\n".join(_header(metrics) + _boxes_section(boxes, metrics["sight_sensitivity"])) + "\n"
+
+
 def localisation_markdown(study: Study) -> str:
     """The stage's tables: the sweep on masks, the box scores per finding, the completeness delta."""
     m = study.metrics
-    out = []
-    if m.get("synthetic"):
-        out.append("> SYNTHETIC DATA: these numbers are not comparable with the paper's or Wang et al.'s.\n")
-    out.append(f"Integrated gradients: {m['rule']}, {m['steps']} steps, zeros baseline; models from `{m['models']}` (split 0). "
-               "Intervals: 95% bootstrap over images.\n")
+    out = _header(m)
     if len(study.masks):
         out.append(f"\n### Lesion masks ({m['masks']['images']} abnormal test images)\n\n"
                    "| attribution | method | sight sensitivity | hit rate | IoU | signal on artefacts | regions/image |\n|---|---|---|---|---|---|---|")
@@ -470,14 +490,7 @@ def localisation_markdown(study: Study) -> str:
             out.append(f"| {row['attribution']} | {row['method']} | {s} | {_fmt(row, 'hit')} | {_fmt(row, 'iou')} | "
                        f"{_fmt(row, 'signal_on_artefacts')} | {regions} |")
     if len(study.boxes):
-        ts = [c for c in study.boxes.columns if c.startswith("accuracy_iobb_")]
-        out.append(f"\n### Boxes ({study.boxes['ground_truth'].iloc[0]}), pretraining model, sight sensitivity {m['sight_sensitivity']}\n\n"
-                   f"| finding | boxes | hit rate | IoU | pointing game | {' | '.join('acc. T(IoBB)=' + c.rsplit('_', 1)[1] for c in ts)} "
-                   f"| Wang et al. T(IoBB)=0.1 |\n|---|---|---|---|---|{'---|' * len(ts)}---|")
-        for row in study.boxes.to_dict("records"):
-            wang = row.get("wang_2017_accuracy_iobb_0.1")
-            out.append(f"| {row['finding']} | {row['boxes']} | {_fmt(row, 'hit')} | {_fmt(row, 'iou')} | {row['pointing_game']:.3f} | "
-                       + " | ".join(f"{row[c]:.3f}" for c in ts) + f" | {'—' if wang is None or not np.isfinite(wang) else f'{wang:.3f}'} |")
+        out += _boxes_section(study.boxes, m["sight_sensitivity"])
     if study.completeness:
         frame = pd.DataFrame(study.completeness).groupby(["rule", "steps"])["relative_delta"].median().unstack("rule")
         out.append("\n### Completeness: median relative delta |Σ IG − (F(x) − F(0))| / |F(x) − F(0)| over images\n\n"
