@@ -13,6 +13,7 @@ from pathlib import Path
 import yaml
 
 from replication.errors import DataError, ParameterError
+from replication.explain.attribution import DEFAULT_RULE, DEFAULT_STEPS, RULES
 
 DESCRIPTION = """\
 Replication of 'Medical Multimodal Classifiers Under Low Data Situations' (Aydin, Zhang, Haffari, 2019).
@@ -104,7 +105,8 @@ def _explain(args: argparse.Namespace) -> int:
 
         image, _ = load_image(args.image, int(models.config["image_size"]))
         report, name = args.report, Path(args.image).stem
-    result = explain_case(models, image, report, sight_sensitivity=args.sight_sensitivity, steps=args.steps)
+    result = explain_case(models, image, report, sight_sensitivity=args.sight_sensitivity, steps=args.steps,
+                          rule=args.rule)
     out = Path(args.out or f"explanations/{name}")
     with atomic_path(out) as tmp:
         tmp.mkdir(parents=True)
@@ -134,12 +136,12 @@ def _boxes(args: argparse.Namespace) -> int:
     if cohort.boxes is None or cohort.boxes.empty:
         print(f"{args.cohort}: no ground-truth boxes; the bounding boxes of the lesion masks are used" if cohort.masks is not None
               else f"{args.cohort}: neither boxes nor masks")
-    cfg = {"images": args.images, "steps": args.steps, "rule": "gauss_legendre", "sight_sensitivity": args.sight_sensitivity}
+    cfg = {"images": args.images, "steps": args.steps, "rule": args.rule, "sight_sensitivity": args.sight_sensitivity}
     table = box_study(cohort, args.pretrain, cfg, seed=0)
     if table.empty:
         raise DataError(args.cohort, "no test image of split_0 has a box of a finding the model predicts")
     metrics = {"synthetic": cohort.synthetic, "source": cohort.source, "sight_sensitivity": args.sight_sensitivity,
-               "steps": args.steps, "rule": "gauss_legendre", "models": args.pretrain}
+               "steps": args.steps, "rule": args.rule, "models": args.pretrain}
     text = boxes_markdown(table, metrics)
     with atomic_path(args.out) as tmp:
         tmp.mkdir(parents=True)
@@ -148,6 +150,11 @@ def _boxes(args: argparse.Namespace) -> int:
         write_json(tmp / "metrics.json", {**metrics, "all_findings": table[table["finding"] == "all findings"].iloc[0].to_dict()})
     print(text)
     return 0
+
+
+def _ig_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--steps", type=int, default=DEFAULT_STEPS, help=f"integrated-gradients steps (default: {DEFAULT_STEPS})")
+    p.add_argument("--rule", choices=RULES, default=DEFAULT_RULE, help=f"integration rule (default: {DEFAULT_RULE})")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -195,7 +202,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--image", help="a PNG or JPEG (8- or 16-bit, grey or colour), resized to the models' size")
     p.add_argument("--report", help="the report's text, with --image")
     p.add_argument("--sight-sensitivity", type=float, default=0.7, help="threshold on the normalised attributions (default: 0.7)")
-    p.add_argument("--steps", type=int, default=50, help="integrated-gradients steps (default: 50)")
+    _ig_arguments(p)
     p.add_argument("--out", help="output directory (default: explanations/<case or image name>)")
     p.set_defaults(func=_explain)
 
@@ -206,7 +213,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--pretrain", default="outputs/pretrain", help="the pretrain stage's directory (default: outputs/pretrain)")
     p.add_argument("--cohort", default="outputs/prepared/cxr14", help="prepared ChestX-ray14(-like) cohort (default: outputs/prepared/cxr14)")
     p.add_argument("--images", type=int, default=200, help="at most this many boxes of split_0's test images (default: 200)")
-    p.add_argument("--steps", type=int, default=16, help="integrated-gradients steps (default: 16)")
+    _ig_arguments(p)
     p.add_argument("--sight-sensitivity", type=float, default=0.7, help="threshold on the normalised attributions (default: 0.7)")
     p.add_argument("--out", required=True, help="output directory (boxes.csv, boxes.md, metrics.json)")
     p.set_defaults(func=_boxes)

@@ -25,6 +25,8 @@ import pandas as pd
 
 from replication.errors import DataError, ParameterError
 from replication.explain import (
+    DEFAULT_RULE,
+    DEFAULT_STEPS,
     bootstrap_ci,
     box_mask,
     circles_mask,
@@ -32,7 +34,7 @@ from replication.explain import (
     connected_component_regions,
     default_cluster_distance,
     default_margin,
-    gradients,
+    gradients_batch,
     integrated_gradients_batch,
     iobb,
     iou,
@@ -59,8 +61,8 @@ class Maps:
     prediction: np.ndarray
 
 
-def attribution_maps(model: Any, images: np.ndarray, output_index: Sequence[int] | int = 0, *, steps: int = 50,
-                     rule: str = "gauss_legendre", batch_size: int = 64) -> Maps:
+def attribution_maps(model: Any, images: np.ndarray, output_index: Sequence[int] | int = 0, *, steps: int = DEFAULT_STEPS,
+                     rule: str = DEFAULT_RULE, batch_size: int = 64) -> Maps:
     """IG (zeros baseline) and plain gradients of `model`'s unit `output_index[i]` for each image (n, H, W, 1)."""
     x = np.asarray(images, dtype=np.float32)
     if x.ndim != 4 or len(x) == 0:
@@ -70,11 +72,12 @@ def attribution_maps(model: Any, images: np.ndarray, output_index: Sequence[int]
     for unit in np.unique(units):
         rows = np.flatnonzero(units == unit)
         results = integrated_gradients_batch(model, x[rows], output_index=int(unit), steps=steps, rule=rule, batch_size=batch_size)
-        for row, r in zip(rows, results):
+        plain = gradients_batch(model, x[rows], output_index=int(unit), batch_size=batch_size)[0]
+        for row, r, g in zip(rows, results, plain):
             ig.append((row, reduce_channels(r.attribution)))
             delta.append((row, r.relative_delta))
             pred.append((row, r.prediction))
-            grads.append((row, reduce_channels(gradients(model, x[row], output_index=int(unit))[0])))
+            grads.append((row, reduce_channels(g)))
     ordered = lambda pairs: np.stack([v for _, v in sorted(pairs, key=lambda p: p[0])])  # noqa: E731
     return Maps(ordered(ig), ordered(grads), ordered(delta), ordered(pred))
 
@@ -250,7 +253,7 @@ def load_models(directory: str) -> SavedModels:
 
 
 def explain_case(models: SavedModels, image: np.ndarray, report: str, *, sight_sensitivity: float = 0.7,
-                 steps: int = 50, rule: str = "gauss_legendre") -> dict[str, Any]:
+                 steps: int = DEFAULT_STEPS, rule: str = DEFAULT_RULE) -> dict[str, Any]:
     """Predictions of the three models, the image regions (IG + sight sensitivity + single linkage) and the
     report's word scores (gradients at the multimodal's embedding output, squared and summed per word).
 
@@ -434,6 +437,7 @@ def localisation_study(iu: Any, cxr14: Any, models_dir: str, pretrain_dir: str, 
             "best_sight_sensitivity_by_iou": {"sight_sensitivity": float(best["sight_sensitivity"]), "iou": float(best["iou_mean"])},
             "pointing_game": {k: float(v) for k, v in pointing.items()},
             "ig_relative_delta_median": float(np.median(maps.relative_delta)),
+            "ig_relative_delta_p90": float(np.quantile(maps.relative_delta, 0.9)),
             "ig_relative_delta_below_1pct": float(np.mean(maps.relative_delta < 0.01)),
         }
     if len(boxes):
@@ -492,9 +496,16 @@ def localisation_markdown(study: Study) -> str:
     if len(study.boxes):
         out += _boxes_section(study.boxes, m["sight_sensitivity"])
     if study.completeness:
-        frame = pd.DataFrame(study.completeness).groupby(["rule", "steps"])["relative_delta"].median().unstack("rule")
-        out.append("\n### Completeness: median relative delta |Σ IG − (F(x) − F(0))| / |F(x) − F(0)| over images\n\n"
-                   "| steps | " + " | ".join(frame.columns) + " |\n|---|" + "---|" * len(frame.columns))
-        for steps, row in frame.iterrows():
-            out.append(f"| {steps} | " + " | ".join(f"{v:.2e}" for v in row) + " |")
+        frame = pd.DataFrame(study.completeness)
+        grouped = frame.groupby(["rule", "steps"])["relative_delta"]
+        median, below = grouped.median().unstack("rule"), grouped.apply(lambda d: float(np.mean(d < 0.01))).unstack("rule")
+        out.append(f"\n### Completeness: relative delta |Σ IG − (F(x) − F(0))| / |F(x) − F(0)|, median over "
+                   f"{frame['case_id'].nunique()} images (share of images below 1%)\n\n"
+                   "| steps | " + " | ".join(median.columns) + " |\n|---|" + "---|" * len(median.columns))
+        for steps, row in median.iterrows():
+            out.append(f"| {steps} | " + " | ".join(f"{v:.2e} ({below.loc[steps, rule]:.0%})" for rule, v in row.items()) + " |")
+        if "masks" in m:
+            out.append(f"\nAt the stage's {m['rule']} rule and {m['steps']} steps, over the {m['masks']['images']} scored images: "
+                       f"median {m['masks']['ig_relative_delta_median']:.2e}, 90th percentile {m['masks']['ig_relative_delta_p90']:.2e}, "
+                       f"{m['masks']['ig_relative_delta_below_1pct']:.0%} below 1%.")
     return "\n".join(out) + "\n"

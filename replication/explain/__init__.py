@@ -12,6 +12,8 @@ Importing this package imports neither TensorFlow nor JAX: the backend's gradien
 """
 
 from replication.explain.attribution import (
+    DEFAULT_RULE,
+    DEFAULT_STEPS,
     RULES,
     Attribution,
     EmbeddingSplit,
@@ -20,6 +22,7 @@ from replication.explain.attribution import (
     completeness_table,
     evaluations_to_reach,
     gradients,
+    gradients_batch,
     integrated_gradients,
     integrated_gradients_batch,
     interpolation,
@@ -57,8 +60,8 @@ from replication.explain.render import overlay_regions, sight_sensitivity_panel,
 from replication.explain.words import OOV_TOKEN, WordScores, word_scores
 
 __all__ = [
-    "RULES", "Attribution", "EmbeddingSplit", "TextAttribution", "attribute_text", "completeness_table",
-    "evaluations_to_reach", "gradients", "integrated_gradients", "integrated_gradients_batch", "interpolation",
+    "RULES", "DEFAULT_RULE", "DEFAULT_STEPS", "Attribution", "EmbeddingSplit", "TextAttribution", "attribute_text", "completeness_table",
+    "evaluations_to_reach", "gradients", "gradients_batch", "integrated_gradients", "integrated_gradients_batch", "interpolation",
     "model_output", "split_at_embedding",
     "SIGHT_SENSITIVITY", "Region", "cluster_regions", "default_cluster_distance", "default_margin", "normalise",
     "reduce_channels", "sight_sensitivity_mask", "single_linkage_labels",

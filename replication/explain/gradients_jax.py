@@ -76,12 +76,3 @@ def make_functions(model: Any, specs: tuple, output_index: int, compiled: bool) 
         return np.asarray(values)[:n], [np.asarray(s) for s in sums]
 
     return forward_np, path_np
-
-
-def batch_gradients(model: Any, inputs: list[np.ndarray], output_index: int = 0, compiled: bool = True) -> list[np.ndarray]:
-    """d output_unit / d input for every example of a batch (list of inputs for multi-input models)."""
-    specs = tuple((tuple(x.shape[1:]), str(x.dtype)) for x in inputs)
-    _, path = make_functions(model, specs, output_index, compiled)
-    n = inputs[0].shape[0]
-    _, sums = path(inputs, [np.zeros_like(x) for x in inputs], np.ones(n), np.arange(n, dtype=np.int32), np.eye(n))
-    return sums

@@ -90,15 +90,3 @@ def make_functions(model: Any, specs: tuple, output_index: int, compiled: bool) 
         return values.numpy(), [s.numpy() for s in sums]
 
     return forward_np, path_np
-
-
-def batch_gradients(model: Any, inputs: list[np.ndarray], output_index: int = 0, compiled: bool = True) -> list[np.ndarray]:
-    """d output_unit / d input for every example of a batch (list of inputs for multi-input models)."""
-    specs = tuple((tuple(x.shape[1:]), str(x.dtype)) for x in inputs)
-    _, path = make_functions(model, specs, output_index, compiled)
-    n = inputs[0].shape[0]
-    ones = np.ones(n)
-    zeros = [np.zeros_like(x) for x in inputs]
-    # one point per example at alpha = 1 (exactly x, baseline 0), weight matrix = identity: gradients per example
-    _, sums = path(inputs, zeros, ones, np.arange(n, dtype=np.int32), np.eye(n))
-    return sums
