@@ -413,10 +413,10 @@ def localisation_study(iu: Any, cxr14: Any, models_dir: str, pretrain_dir: str, 
     boxes = box_study(cxr14, pretrain_dir, cfg, seed)
     first = chosen.iloc[0] if len(chosen) else iu.cases[iu.cases["image_index"] >= 0].iloc[0]
     image = np.asarray(iu.images[int(first["image_index"])], np.float32)
-    completeness = []
-    for k, row in enumerate(chosen.head(int(cfg["completeness_images"])).itertuples()):
-        x = np.asarray(iu.images[int(row.image_index)], np.float32)[..., None]
-        completeness += [{"case_id": row.case_id, **r} for r in completeness_table(models.image, x, cfg["completeness_steps"], RULES)]
+    some = chosen.head(int(cfg["completeness_images"]))
+    rows = completeness_table(models.image, _images(iu, some["image_index"].to_numpy()), cfg["completeness_steps"], RULES,
+                              batch_size=128, batched=True) if len(some) else []
+    completeness = [{"case_id": some["case_id"].iloc[r.pop("example")], **r} for r in rows]
     example = explain_case(models, image, str(first["text"]), sight_sensitivity=float(cfg["sight_sensitivity"]),
                            steps=int(cfg["steps"]), rule=cfg["rule"])
     example.update({"case_id": str(first["case_id"]), "image": image})

@@ -52,10 +52,7 @@ def auroc(y_true: np.ndarray, score: np.ndarray) -> float:
 def evaluate_binary(model: keras.Model, x: Any, y: np.ndarray, batch_size: int = 64) -> dict[str, float]:
     """Accuracy at 0.5, AUROC and binary cross-entropy of a one-sigmoid model (x: an array, a list of arrays for a
     multi-input model, or `IndexedImages`)."""
-    if isinstance(x, (np.ndarray, list, tuple)):
-        p = predict_padded(model, x, batch_size).ravel()
-    else:
-        p = predict_scores(model, x, batch_size).ravel()
+    p = predict_scores(model, x, batch_size).ravel()
     y = np.asarray(y, dtype=np.float64).ravel()
     eps = 1e-7
     loss = -np.mean(y * np.log(np.clip(p, eps, 1)) + (1 - y) * np.log(np.clip(1 - p, eps, 1)))
@@ -126,7 +123,7 @@ class Batches(keras.utils.PyDataset):
         if n == 0:
             raise DataError("batches", "no examples to batch")
         self.x, self.y, self.flip, self.pad = x, (None if y is None else np.asarray(y)), flip, pad
-        self.batch_size = min(int(batch_size), n)
+        self.batch_size = int(batch_size) if pad else min(int(batch_size), n)  # padding fills a whole batch
         self.seed, self.epoch = (0 if seed is None else int(seed)), int(epoch)
         self.order = np.random.default_rng([self.seed, self.epoch, 0]).permutation(n) if shuffle else np.arange(n)
         self.n_batches = n // self.batch_size if drop_remainder else -(-n // self.batch_size)
@@ -171,26 +168,14 @@ class IndexedImages:
         return out
 
 
-def predict_padded(model: keras.Model, x: Any, batch_size: int = 64) -> np.ndarray:
-    """model.predict on an array (or a list of arrays, one per input) padded to whole batches of `batch_size`
-    (the last row repeated): every call has one batch shape, so the predict step is traced once per model
-    rather than once per part size (a retrace of DenseNet-121 costs seconds). The padding rows are dropped."""
-    xs = [np.asarray(a) for a in x] if isinstance(x, (list, tuple)) else [np.asarray(x)]
-    n = len(xs[0])
+def predict_scores(model: keras.Model, x: Any, batch_size: int = 64) -> np.ndarray:
+    """model.predict over an array, a list of arrays (one per input) or `IndexedImages`, always in batches of
+    `batch_size` (the last one padded with its last row, the padding dropped): one batch shape per model, so
+    the predict step is traced once rather than once per part size (a DenseNet-121 retrace costs seconds)."""
+    n = len(x[0]) if isinstance(x, (list, tuple)) else len(x)
     if n == 0:
         return np.zeros((0,) + tuple(model.outputs[0].shape[1:]), np.float64)
-    m = -(-n // batch_size) * batch_size
-    padded = [np.concatenate([a, np.repeat(a[-1:], m - n, axis=0)]) if m > n else a for a in xs]
-    out = model.predict(padded if len(padded) > 1 else padded[0], batch_size=batch_size, verbose=0)
-    return np.asarray(out, dtype=np.float64)[:n]
-
-
-def predict_scores(model: keras.Model, x: Any, batch_size: int = 64) -> np.ndarray:
-    """model.predict over arrays or `IndexedImages`, in fixed-size batches (the last one padded) so nothing retraces."""
-    n = len(x)
-    if n == 0:
-        return np.zeros((0,) + tuple(model.outputs[0].shape[1:]), np.float32)
-    batches = Batches(x, None, min(batch_size, n), shuffle=False, pad=True)
+    batches = Batches(x, None, batch_size, shuffle=False, pad=True)
     return np.asarray(model.predict(batches, verbose=0), dtype=np.float64)[:n]
 
 

@@ -489,16 +489,23 @@ def _to_numpy(tensor: Any) -> np.ndarray:
 
 
 def completeness_table(model: Any, inputs: Any, steps: Sequence[int], rules: Sequence[str] = RULES, *,
-                       output_index: int = 0, baseline: Any = None, batch_size: int = 32,
-                       compiled: bool = True) -> list[dict[str, Any]]:
-    """Relative completeness delta against steps for each rule: how many model evaluations a rule needs."""
+                       output_index: int = 0, baseline: Any = None, batch_size: int = 32, compiled: bool = True,
+                       batched: bool = False) -> list[dict[str, Any]]:
+    """Relative completeness delta against steps for each rule: how many model evaluations a rule needs.
+
+    `batched=True`: `inputs` is a batch of examples (leading dim), run together; one row per example, rule and
+    steps, with its `example` index."""
     rows = []
     for rule in rules:
         for m in steps:
-            r = integrated_gradients(model, inputs, output_index=output_index, baseline=baseline, steps=m,
-                                     rule=rule, batch_size=batch_size, compiled=compiled)
-            rows.append({"rule": rule, "steps": int(m), "model_evaluations": r.model_evaluations,
-                         "delta": r.delta, "relative_delta": r.relative_delta})
+            if batched:
+                results = integrated_gradients_batch(model, inputs, output_index=output_index, baseline=baseline, steps=m,
+                                                     rule=rule, batch_size=batch_size, compiled=compiled)
+            else:
+                results = [integrated_gradients(model, inputs, output_index=output_index, baseline=baseline, steps=m,
+                                                rule=rule, batch_size=batch_size, compiled=compiled)]
+            rows += [{**({"example": e} if batched else {}), "rule": rule, "steps": int(m), "model_evaluations": r.model_evaluations,
+                      "delta": r.delta, "relative_delta": r.relative_delta} for e, r in enumerate(results)]
     return rows
 
 

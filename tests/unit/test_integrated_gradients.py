@@ -221,6 +221,15 @@ def test_gauss_legendre_needs_fewer_evaluations(conv_model, conv_input):
     assert 2 * need["gauss_legendre"] <= riemann
 
 
+def test_completeness_table_of_a_batch_is_the_per_example_table(conv_model, conv_input):
+    batch = np.stack([conv_input, 0.5 * conv_input])
+    rows = completeness_table(conv_model, batch, [4, 16], ["midpoint", "trapezoid"], batch_size=7, batched=True)
+    assert [(r["example"], r["rule"], r["steps"]) for r in rows][:4] == [(0, "midpoint", 4), (1, "midpoint", 4), (0, "midpoint", 16), (1, "midpoint", 16)]
+    for r in rows:
+        one = completeness_table(conv_model, batch[r["example"]], [r["steps"]], [r["rule"]])[0]
+        assert one["model_evaluations"] == r["model_evaluations"] and abs(one["relative_delta"] - r["relative_delta"]) < 1e-6
+
+
 # --------------------------------------------------------------------------------------------- mechanics
 def test_compiled_eager_and_batch_size_agree(conv_model, conv_input):
     ref = integrated_gradients(conv_model, conv_input, steps=20, batch_size=32)
