@@ -137,15 +137,16 @@ def _boxes(args: argparse.Namespace) -> int:
         print(f"{args.cohort}: no ground-truth boxes; the bounding boxes of the lesion masks are used" if cohort.masks is not None
               else f"{args.cohort}: neither boxes nor masks")
     cfg = {"images": args.images, "steps": args.steps, "rule": args.rule, "sight_sensitivity": args.sight_sensitivity}
-    table = box_study(cohort, args.pretrain, cfg, seed=0)
+    table, methods = box_study(cohort, args.pretrain, cfg, seed=0)
     if table.empty:
         raise DataError(args.cohort, "no test image of split_0 has a box of a finding the model predicts")
     metrics = {"synthetic": cohort.synthetic, "source": cohort.source, "sight_sensitivity": args.sight_sensitivity,
                "steps": args.steps, "rule": args.rule, "models": args.pretrain}
-    text = boxes_markdown(table, metrics)
+    text = boxes_markdown(table, metrics, methods)
     with atomic_path(args.out) as tmp:
         tmp.mkdir(parents=True)
         table.to_csv(tmp / "boxes.csv", index=False)
+        methods.to_csv(tmp / "box_methods.csv", index=False)
         write_text(tmp / "boxes.md", text)
         write_json(tmp / "metrics.json", {**metrics, "all_findings": table[table["finding"] == "all findings"].iloc[0].to_dict()})
     print(text)
@@ -215,7 +216,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--images", type=int, default=200, help="at most this many boxes of split_0's test images (default: 200)")
     _ig_arguments(p)
     p.add_argument("--sight-sensitivity", type=float, default=0.7, help="threshold on the normalised attributions (default: 0.7)")
-    p.add_argument("--out", required=True, help="output directory (boxes.csv, boxes.md, metrics.json)")
+    p.add_argument("--out", required=True, help="output directory (boxes.csv, box_methods.csv, boxes.md, metrics.json)")
     p.set_defaults(func=_boxes)
     return parser
 

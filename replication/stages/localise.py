@@ -2,6 +2,7 @@
 
 Writes results/<profile>/localisation/: masks.csv (IU-like target, fine-tuned image model: every method over
 the sight-sensitivity sweep), boxes.csv (the pretraining model's finding units against boxes, per finding),
+box_methods.csv (every method on those boxes, with a cross-fitted tuned threshold),
 completeness.csv (IG's completeness delta against steps for each rule), metrics.json, localisation.md,
 fig2.png (the sight-sensitivity panel), overlay.png (circles) and fig3.png (word scores); the interactive
 word heatmap (plotly.js inlined) goes to outputs/localisation/fig3.html.
@@ -36,6 +37,7 @@ def main(argv: list[str] | None = None) -> int:
         tmp.mkdir()
         study.masks.to_csv(tmp / "masks.csv", index=False)
         study.boxes.to_csv(tmp / "boxes.csv", index=False)
+        study.box_methods.to_csv(tmp / "box_methods.csv", index=False)
         pd.DataFrame(study.completeness).to_csv(tmp / "completeness.csv", index=False)
         write_json(tmp / "metrics.json", {**study.metrics, "stage_seconds": time.perf_counter() - started})
         write_text(tmp / "localisation.md", localisation_markdown(study))

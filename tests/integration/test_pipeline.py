@@ -91,6 +91,8 @@ def test_every_stage_ran_and_wrote_well_formed_outputs(repro):
     masks = pd.read_csv(results / "localisation" / "masks.csv")
     assert {"integrated gradients", "gradients"} == set(masks["attribution"]) and masks["iou_mean"].dropna().between(0, 1).all()
     assert set(RULES) == set(pd.read_csv(results / "localisation" / "completeness.csv")["rule"])
+    box_methods = pd.read_csv(results / "localisation" / "box_methods.csv")
+    assert {"integrated gradients", "gradients"} == set(box_methods["attribution"]) and "threshold only, tuned (2-fold)" in set(box_methods["method"])
     for figure in ("table3/fig5.png", "transfer/fig4.png", "localisation/fig2.png", "localisation/overlay.png", "localisation/fig3.png"):
         assert (results / figure).stat().st_size > 1000, figure
     assert (workdir / "outputs" / "table3" / "fig5.html").stat().st_size > 100_000  # plotly.js inlined: opens offline

@@ -66,8 +66,9 @@ def test_one_epoch_of_the_recipe_on_real_radiographs(cohort, tmp_path):
     save_model_weights(result.model, tmp_path / "model.weights.h5")
     write_json(tmp_path / "model.json", {"architecture": "densenet121", "image_size": SIZE, "labels": list(LABELS)})
     cfg = {"images": 12, "steps": 8, "rule": "gauss_legendre", "sight_sensitivity": 0.7}
-    boxes = box_study(cohort, str(tmp_path), cfg, seed=0)
-    assert set(boxes["ground_truth"]) == {"BBox_List_2017"}
+    boxes, methods = box_study(cohort, str(tmp_path), cfg, seed=0)
+    assert set(boxes["ground_truth"]) == {"BBox_List_2017"} == set(methods["ground_truth"])
+    assert (methods["boxes"] == 12).all() and {"Otsu threshold", "threshold only, tuned (2-fold)"} <= set(methods["method"])
     overall = boxes[boxes["finding"] == "all findings"].iloc[0]
     assert overall["boxes"] == 12 and 0 <= overall["accuracy_iobb_0.1"] <= 1 and 0 <= overall["iou_mean"] <= 1
     per_finding = boxes[boxes["finding"] != "all findings"]

@@ -8,7 +8,7 @@ import pytest
 
 from conftest import REPO
 from replication.comparison import compare, comparison_html, comparison_markdown, key_metrics, load_reference
-from replication.detection import Maps, mask_boxes, score_boxes, score_masks
+from replication.detection import Maps, boxes_markdown, mask_boxes, score_box_methods, score_boxes, score_masks
 from replication.errors import DataError, ParameterError
 
 
@@ -66,6 +66,34 @@ def test_box_scores_per_finding_and_overall():
     assert by.loc["all findings", "boxes"] == 2 and by.loc["all findings", "accuracy_iobb_0.1"] == 0.5
     with pytest.raises(DataError, match="1 boxes for 2"):
         score_boxes(maps_of(lesion * 1.0, lesion * 1.0), boxes.head(1), 0.7)
+
+
+def test_every_method_on_boxes_and_a_cross_fitted_tuned_threshold():
+    # four boxes, each with a bright core (1.0) inside a dim halo (0.55) that spills over the box: a threshold of
+    # 0.5 keeps the halo too (IoU < 1), 0.9 only the core, which is the box (IoU 1)
+    n, maps, rows = 32, [], []
+    for k in range(4):
+        m = np.zeros((n, n))
+        r0 = 4 + 6 * k
+        m[max(r0 - 2, 0):r0 + 6, 2:14] = 0.55
+        m[r0:r0 + 4, 4:12] = 1.0
+        maps.append(m)
+        rows.append({"finding": "Nodule", "x": 4, "y": r0, "w": 8, "h": 4})
+    boxes = pd.DataFrame(rows)
+    table = score_box_methods(maps_of(*maps), boxes, [0.5, 0.9], top_k=0.05)
+    ig = table[table["attribution"] == "integrated gradients"].assign(s=lambda t: t["sight_sensitivity"].fillna(-1)).set_index(["method", "s"])
+    assert len(table) == 2 * (3 * 2 + 2 + 1) and (table["boxes"] == 4).all()
+    assert ig.loc[("threshold only", 0.9), "iou_mean"] == pytest.approx(1.0)
+    assert ig.loc[("threshold only", 0.5), "iou_mean"] < 0.5
+    tuned = ig.loc[("threshold only, tuned (2-fold)", -1)]
+    assert tuned["iou_mean"] == pytest.approx(1.0) and tuned["note"].endswith("0.9 / 0.9")
+    otsu = ig.loc[("Otsu threshold", -1)]  # Otsu separates the background from both levels: core and halo
+    assert otsu["iou_mean"] == pytest.approx(ig.loc[("threshold only", 0.5), "iou_mean"]) and otsu["accuracy_iobb_0.1"] == 1.0
+    text = boxes_markdown(score_boxes(maps_of(*maps), boxes, 0.7).assign(ground_truth="hand-made"),
+                          {"rule": "midpoint", "steps": 256, "models": "m", "sight_sensitivity": 0.7}, table.assign(ground_truth="hand-made"))
+    assert "### Every method on the same 4 boxes (hand-made)" in text and "0.9 / 0.9" in text
+    with pytest.raises(DataError, match="1 boxes for 4"):
+        score_box_methods(maps_of(*maps), boxes.head(1))
 
 
 def test_mask_boxes_are_the_bounding_boxes_of_the_lesion_bits():
