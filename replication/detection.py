@@ -120,14 +120,28 @@ def detections(attribution_map: np.ndarray, sight_sensitivity: float, cluster_di
 THRESHOLD_FREE = ("top", "Otsu")
 
 
+def _per_method(stack: np.ndarray, truths: Sequence[np.ndarray], sweep: list[float], cut: float, pad: float, top_k: float,
+                score: Any) -> dict[tuple[str, float | None], list]:
+    """score(i, detected, regions, hit) for every image i, method and sight sensitivity (None for the threshold-free
+    methods, run once). Hits: region hit where the method has regions, else the pointing game (the hottest pixel) —
+    a threshold cannot move the hottest pixel."""
+    pointing = [pointing_game(stack[i], truths[i]) for i in range(len(truths))]
+    per: dict[tuple[str, float | None], list] = {}
+    for s in sweep:
+        for i, truth in enumerate(truths):
+            for method, (detected, regions) in detections(stack[i], s, cut, pad, top_k, threshold_free=s == sweep[0]).items():
+                hit = region_hit(regions, truth) if regions is not None else bool(pointing[i]) and detected.any()
+                per.setdefault((method, None if method.startswith(THRESHOLD_FREE) else s), []).append(score(i, detected, regions, hit))
+    return per
+
+
 def score_masks(maps: Maps, truths: np.ndarray, artefacts: np.ndarray, sweep: Sequence[float] = SWEEP, *,
                 cluster_distance: float | None = None, margin: float | None = None, top_k: float = 0.05,
                 seed: int = 0) -> pd.DataFrame:
     """One row per (attribution, method, sight sensitivity): hit rate, IoU with the lesion, signal on artefacts.
 
     `truths`/`artefacts`: (n, H, W) bool lesion masks and structured-noise masks. Threshold-free methods
-    (top-k, Otsu) get one row, with sight_sensitivity empty. Hits: region hit where the method has regions,
-    else the pointing game (the hottest pixel) — a threshold cannot move the hottest pixel.
+    (top-k, Otsu) get one row, with sight_sensitivity empty (hits: `_per_method`).
     """
     sweep = _check_sweep(sweep)
     truths, artefacts = np.asarray(truths, bool), np.asarray(artefacts, bool)
@@ -144,18 +158,12 @@ def score_masks(maps: Maps, truths: np.ndarray, artefacts: np.ndarray, sweep: Se
                      **_prefixed("hit", _summary(pointing, seed)), **_prefixed("iou", _summary([], seed)),
                      **_prefixed("signal_on_artefacts", _summary([float(artefacts[i][np.unravel_index(np.argmax(stack[i]), shape)])
                                                                    for i in range(n)], seed)), "regions_per_image": 1.0})
-        methods: dict[tuple[str, float | None], dict[str, list[float]]] = {}
-        for s in sweep:
-            for i in range(n):
-                for method, (detected, regions) in detections(stack[i], s, cut, pad, top_k, threshold_free=s == sweep[0]).items():
-                    key = (method, None if method.startswith(THRESHOLD_FREE) else s)
-                    acc = methods.setdefault(key, {"hit": [], "iou": [], "noise": [], "regions": []})
-                    acc["hit"].append(region_hit(regions, truths[i]) if regions is not None else bool(pointing[i]) and detected.any())
-                    acc["iou"].append(iou(detected, truths[i]))
-                    acc["noise"].append(signal_fraction_on(detected, artefacts[i]))
-                    acc["regions"].append(len(regions) if regions is not None else float("nan"))
-        for (method, s), acc in methods.items():
-            regions = np.asarray(acc["regions"], dtype=float)
+        per = _per_method(stack, truths, sweep, cut, pad, top_k, lambda i, detected, regions, hit: {
+            "hit": hit, "iou": iou(detected, truths[i]), "noise": signal_fraction_on(detected, artefacts[i]),
+            "regions": len(regions) if regions is not None else float("nan")})
+        for (method, s), scores in per.items():
+            acc = pd.DataFrame(scores)
+            regions = acc["regions"].to_numpy(dtype=float)
             rows.append({"attribution": source, "method": method, "sight_sensitivity": s, **_prefixed("hit", _summary(acc["hit"], seed)),
                          **_prefixed("iou", _summary(acc["iou"], seed)), **_prefixed("signal_on_artefacts", _summary(acc["noise"], seed)),
                          "regions_per_image": float(np.nanmean(regions)) if np.isfinite(regions).any() else float("nan")})
@@ -220,14 +228,8 @@ def score_box_methods(maps: Maps, boxes: pd.DataFrame, sweep: Sequence[float] = 
         return {**out, "note": note}
 
     for source, stack in (("integrated gradients", maps.integrated_gradients), ("gradients", maps.gradients)):
-        pointing = [pointing_game(stack[i], truths[i]) for i in range(len(truths))]
-        per: dict[tuple[str, float | None], list[dict[str, float]]] = {}
-        for s in sweep:
-            for i, truth in enumerate(truths):
-                for method, (detected, regions) in detections(stack[i], s, cut, pad, top_k, threshold_free=s == sweep[0]).items():
-                    hit = region_hit(regions, truth) if regions is not None else bool(pointing[i]) and detected.any()
-                    per.setdefault((method, None if method.startswith(THRESHOLD_FREE) else s), []).append(
-                        {"hit": float(hit), "iou": iou(detected, truth), "iobb": iobb(detected, truth)})
+        per = _per_method(stack, truths, sweep, cut, pad, top_k, lambda i, detected, regions, hit: {
+            "hit": float(hit), "iou": iou(detected, truths[i]), "iobb": iobb(detected, truths[i])})
         for (method, s), scores in per.items():
             rows.append(row(source, method, s, pd.DataFrame(scores)))
         by_s = {s: pd.DataFrame(per[("threshold only", s)]) for s in sweep}
