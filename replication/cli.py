@@ -13,7 +13,6 @@ from pathlib import Path
 import yaml
 
 from replication.errors import DataError, ParameterError
-from replication.explain.attribution import DEFAULT_RULE, DEFAULT_STEPS, RULES
 
 DESCRIPTION = """\
 Replication of 'Medical Multimodal Classifiers Under Low Data Situations' (Aydin, Zhang, Haffari, 2019).
@@ -105,8 +104,8 @@ def _explain(args: argparse.Namespace) -> int:
 
         image, _ = load_image(args.image, int(models.config["image_size"]))
         report, name = args.report, Path(args.image).stem
-    result = explain_case(models, image, report, sight_sensitivity=args.sight_sensitivity, steps=args.steps,
-                          rule=args.rule)
+    steps, rule = _ig_settings(args)
+    result = explain_case(models, image, report, sight_sensitivity=args.sight_sensitivity, steps=steps, rule=rule)
     out = Path(args.out or f"explanations/{name}")
     with atomic_path(out) as tmp:
         tmp.mkdir(parents=True)
@@ -136,12 +135,13 @@ def _boxes(args: argparse.Namespace) -> int:
     if cohort.boxes is None or cohort.boxes.empty:
         print(f"{args.cohort}: no ground-truth boxes; the bounding boxes of the lesion masks are used" if cohort.masks is not None
               else f"{args.cohort}: neither boxes nor masks")
-    cfg = {"images": args.images, "steps": args.steps, "rule": args.rule, "sight_sensitivity": args.sight_sensitivity}
+    steps, rule = _ig_settings(args)
+    cfg = {"images": args.images, "steps": steps, "rule": rule, "sight_sensitivity": args.sight_sensitivity}
     table, methods = box_study(cohort, args.pretrain, cfg, seed=0)
     if table.empty:
         raise DataError(args.cohort, "no test image of split_0 has a box of a finding the model predicts")
     metrics = {"synthetic": cohort.synthetic, "source": cohort.source, "sight_sensitivity": args.sight_sensitivity,
-               "steps": args.steps, "rule": args.rule, "models": args.pretrain}
+               "steps": steps, "rule": rule, "models": args.pretrain}
     text = boxes_markdown(table, metrics, methods)
     with atomic_path(args.out) as tmp:
         tmp.mkdir(parents=True)
@@ -154,8 +154,16 @@ def _boxes(args: argparse.Namespace) -> int:
 
 
 def _ig_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--steps", type=int, default=DEFAULT_STEPS, help=f"integrated-gradients steps (default: {DEFAULT_STEPS})")
-    p.add_argument("--rule", choices=RULES, default=DEFAULT_RULE, help=f"integration rule (default: {DEFAULT_RULE})")
+    # the library's defaults, written out so that --help stays light (tests/unit/test_params_cli.py checks they agree)
+    p.add_argument("--steps", type=int, help="integrated-gradients steps (default: 256, the library's)")
+    p.add_argument("--rule", help="integration rule: midpoint, trapezoid, gauss_legendre or riemann_left "
+                                  "(default: midpoint, the library's)")
+
+
+def _ig_settings(args: argparse.Namespace) -> tuple[int, str]:
+    from replication.explain.attribution import DEFAULT_RULE, DEFAULT_STEPS
+
+    return (DEFAULT_STEPS if args.steps is None else args.steps), (DEFAULT_RULE if args.rule is None else args.rule)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -93,8 +93,8 @@ def _summary(values: Sequence[float], seed: int) -> dict[str, float]:
 
 def _check_sweep(sweep: Sequence[float]) -> list[float]:
     values = [float(s) for s in sweep]
-    if not values or any(not 0.0 <= s <= 1.0 for s in values):
-        raise ParameterError("localisation.sight_sensitivities", list(sweep), "a non-empty list of numbers in [0, 1]")
+    if not values or any(not 0.0 <= s <= 1.0 for s in values) or len(set(values)) != len(values):
+        raise ParameterError("localisation.sight_sensitivities", list(sweep), "a non-empty list of distinct numbers in [0, 1]")
     return values
 
 
@@ -210,7 +210,8 @@ def score_box_methods(maps: Maps, boxes: pd.DataFrame, sweep: Sequence[float] = 
     """All boxes together, one row per (attribution, method, sight sensitivity): hit rate, IoU and accuracy at
     T(IoBB) of every compared method (the masks' comparison, on boxes), plus CheXlocalize's practice: the
     min-max normalised map thresholded at a value tuned for mean IoU — here by 2-fold cross-fitting over the
-    boxes (each half scored at the threshold the other half chose), so no box scores its own tuning."""
+    boxes (each half scored at the threshold the other half chose), so no box scores its own tuning; with
+    fewer than 2 boxes there is no tuned row."""
     sweep = _check_sweep(sweep)
     if len(boxes) != len(maps.integrated_gradients):
         raise DataError("boxes", f"{len(boxes)} boxes for {len(maps.integrated_gradients)} attribution maps")
@@ -232,6 +233,8 @@ def score_box_methods(maps: Maps, boxes: pd.DataFrame, sweep: Sequence[float] = 
             "hit": float(hit), "iou": iou(detected, truths[i]), "iobb": iobb(detected, truths[i])})
         for (method, s), scores in per.items():
             rows.append(row(source, method, s, pd.DataFrame(scores)))
+        if len(truths) < 2:  # no other half to tune on
+            continue
         by_s = {s: pd.DataFrame(per[("threshold only", s)]) for s in sweep}
         chosen = [max(sweep, key=lambda s: by_s[s]["iou"][fold != k].mean()) for k in (0, 1)]
         tuned = pd.concat([by_s[chosen[k]][fold == k] for k in (0, 1)])

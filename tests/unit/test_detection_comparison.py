@@ -94,6 +94,10 @@ def test_every_method_on_boxes_and_a_cross_fitted_tuned_threshold():
     assert "### Every method on the same 4 boxes (hand-made)" in text and "0.9 / 0.9" in text
     with pytest.raises(DataError, match="1 boxes for 4"):
         score_box_methods(maps_of(*maps), boxes.head(1))
+    one = score_box_methods(maps_of(maps[0]), boxes.head(1), [0.5, 0.9])  # no other half to tune on: no tuned row
+    assert len(one) == 2 * (3 * 2 + 2) and not one["method"].str.contains("tuned").any()
+    with pytest.raises(ParameterError, match="distinct"):
+        score_box_methods(maps_of(*maps), boxes, [0.5, 0.5])
 
 
 def test_mask_boxes_are_the_bounding_boxes_of_the_lesion_bits():

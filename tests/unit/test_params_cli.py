@@ -41,6 +41,18 @@ def test_help_reads_well_and_needs_no_tensorflow():
     assert subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout.strip() == "False"
 
 
+def test_ig_help_states_the_library_defaults_without_importing_them():
+    from replication.explain.attribution import DEFAULT_RULE, DEFAULT_STEPS, RULES
+
+    probe = "import sys, replication.cli; replication.cli.build_parser(); print('replication.explain' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout.strip() == "False"
+    for command in ("explain", "boxes"):
+        out = subprocess.run([sys.executable, "-m", "replication", command, "--help"], capture_output=True, text=True, check=True).stdout
+        text = " ".join(out.split())
+        assert f"(default: {DEFAULT_STEPS}, the library's)" in text and f"(default: {DEFAULT_RULE}, the library's)" in text
+        assert all(rule in text for rule in RULES)
+
+
 def test_data_errors_are_one_line_not_a_traceback(tmp_path, capsys):
     assert main(["show", str(tmp_path)]) == 2
     err = capsys.readouterr().err
