@@ -120,12 +120,11 @@ def detections(attribution_map: np.ndarray, sight_sensitivity: float, cluster_di
 THRESHOLD_FREE = ("top", "Otsu")
 
 
-def _per_method(stack: np.ndarray, truths: Sequence[np.ndarray], sweep: list[float], cut: float, pad: float, top_k: float,
-                score: Any) -> dict[tuple[str, float | None], list]:
+def _per_method(stack: np.ndarray, truths: Sequence[np.ndarray], pointing: Sequence[bool], sweep: list[float], cut: float,
+                pad: float, top_k: float, score: Any) -> dict[tuple[str, float | None], list]:
     """score(i, detected, regions, hit) for every image i, method and sight sensitivity (None for the threshold-free
-    methods, run once). Hits: region hit where the method has regions, else the pointing game (the hottest pixel) —
-    a threshold cannot move the hottest pixel."""
-    pointing = [pointing_game(stack[i], truths[i]) for i in range(len(truths))]
+    methods, run once). Hits: region hit where the method has regions, else the pointing game (`pointing[i]`, the
+    hottest pixel in the truth) — a threshold cannot move the hottest pixel."""
     per: dict[tuple[str, float | None], list] = {}
     for s in sweep:
         for i, truth in enumerate(truths):
@@ -158,7 +157,7 @@ def score_masks(maps: Maps, truths: np.ndarray, artefacts: np.ndarray, sweep: Se
                      **_prefixed("hit", _summary(pointing, seed)), **_prefixed("iou", _summary([], seed)),
                      **_prefixed("signal_on_artefacts", _summary([float(artefacts[i][np.unravel_index(np.argmax(stack[i]), shape)])
                                                                    for i in range(n)], seed)), "regions_per_image": 1.0})
-        per = _per_method(stack, truths, sweep, cut, pad, top_k, lambda i, detected, regions, hit: {
+        per = _per_method(stack, truths, pointing, sweep, cut, pad, top_k, lambda i, detected, regions, hit: {
             "hit": hit, "iou": iou(detected, truths[i]), "noise": signal_fraction_on(detected, artefacts[i]),
             "regions": len(regions) if regions is not None else float("nan")})
         for (method, s), scores in per.items():
@@ -229,7 +228,8 @@ def score_box_methods(maps: Maps, boxes: pd.DataFrame, sweep: Sequence[float] = 
         return {**out, "note": note}
 
     for source, stack in (("integrated gradients", maps.integrated_gradients), ("gradients", maps.gradients)):
-        per = _per_method(stack, truths, sweep, cut, pad, top_k, lambda i, detected, regions, hit: {
+        pointing = [pointing_game(stack[i], truths[i]) for i in range(len(truths))]
+        per = _per_method(stack, truths, pointing, sweep, cut, pad, top_k, lambda i, detected, regions, hit: {
             "hit": float(hit), "iou": iou(detected, truths[i]), "iobb": iobb(detected, truths[i])})
         for (method, s), scores in per.items():
             rows.append(row(source, method, s, pd.DataFrame(scores)))

@@ -99,8 +99,9 @@ def run_setting(
     matrix; the ChestX-ray14 encoder; the split's trained submodels), zeroed optimizer state. The text model's
     embedding has as many rows as the largest split vocabulary so that one shape serves every split; rows past
     a split's vocabulary are never looked up. Pass the same `models_cache` (a dict) to the calls for several
-    settings to share the built models across them too (the caller then seeds once, `seed_everything`, before the
-    first call; re-seeding between calls would make TensorFlow retrace). A NaN loss raises `TrainingError` naming the model, the split and
+    settings to share the built models across them too. Seeding is the caller's, once per process
+    (`seed_everything`) before the first call: re-seeding TensorFlow's global RNG makes it retrace every compiled
+    step (~20 s per DenseNet-121 model on a CPU). A NaN loss raises `TrainingError` naming the model, the split and
     the epoch; the curve rows up to it (the failing run's epochs included) are kept in `partial_dir`/curves.csv.
     """
     from replication.models.baselines import majority_class, tfidf_logistic_regression
@@ -108,7 +109,7 @@ def run_setting(
     from replication.models.embeddings import embedding_matrix, load_vectors
     from replication.models.multimodal import copy_submodel_weights, multimodal_model
     from replication.models.text_cnn import EMBEDDING_LAYER, compile_text_cnn, text_cnn
-    from replication.train import TrainingError, evaluate_binary, fit_binary, reset_optimizer, seed_everything
+    from replication.train import TrainingError, evaluate_binary, fit_binary, reset_optimizer
 
     cfg = check_setting(name, setting)
     curves = params["curves"]
@@ -121,7 +122,6 @@ def run_setting(
         raise ParameterError(f"curves.settings.{name}.splits", cfg["splits"], f"at most splits.count = {len(cohort.split_columns)}")
     splits = [paired_split(cases, cohort.images, f"split_{k}", text) for k in range(cfg["splits"])]
     vocab_rows = max(len(data.vocab) for data in splits)
-    fresh_cache = models_cache is None
     built: dict[Any, tuple[Any, list[np.ndarray]]] = {} if models_cache is None else models_cache
 
     def model_for(model_name: str, data: PairedSplit, k: int, trained: Mapping[str, Any]):
@@ -163,11 +163,8 @@ def run_setting(
         return data.ids[part] if model_name == "text" else data.images[part] if model_name == "image" else [data.ids[part], data.images[part]]
 
     rows, finals = [], []
-    # Seeded once: the models are built once (fixing their initial weights) and every fit draws its batch order and
-    # dropout masks from (seed + 100 k, epoch). Re-seeding the global RNG per split would make TensorFlow retrace
-    # every compiled step (~20 s per DenseNet-121 model on a CPU).
-    if fresh_cache:
-        seed_everything(seed)
+    # The models are built once (the caller's seed fixes their initial weights) and every fit draws its batch order
+    # and dropout masks from (seed + 100 k, epoch).
     for k, data in enumerate(splits):
         column, trained = data.column, {}
         for model_name in MODELS:

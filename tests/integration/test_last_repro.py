@@ -8,6 +8,7 @@ another CPU: round-off). After an intended change, re-run `dvc repro` and then
 """
 
 import json
+import subprocess
 import sys
 from pathlib import Path
 
@@ -47,6 +48,26 @@ def test_the_last_repro_matches_its_reference():
     assert not missing, f"metrics missing from the last repro: {missing}"
     drifted = {k: (now[k], v) for k, v in baseline.items() if abs(now[k] - v) > TOLERANCE}
     assert not drifted, "moved beyond the tolerance (now, baseline): " + json.dumps(drifted, indent=1)
+
+
+def test_the_committed_results_come_from_the_committed_code_and_params():
+    """`dvc status` against dvc.lock: a code, params or committed-result change without a re-run fails here. Stage
+    outputs that are not checked out (a fresh clone: cached outputs absent, downstream deps 'deleted') are fine."""
+    dvc = Path(sys.executable).with_name("dvc")
+    if not dvc.is_file() or not (REPO / "dvc.lock").is_file():
+        pytest.skip("no dvc in this environment or no dvc.lock")
+    stages = yaml.safe_load((REPO / "dvc.lock").read_text()).get("stages", {})
+    locked = {v.get("params", {}).get("params.yaml", {}).get("profile") for v in stages.values()} - {None}
+    if locked != {profile()}:
+        pytest.skip(f"params.yaml is switched to profile {profile()!r}; dvc.lock records {sorted(locked)}")
+    out = subprocess.run([str(dvc), "status", "--json"], cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    stale = {f"{stage}: {path}": status
+             for stage, changes in json.loads(out.stdout or "{}").items() for change in changes if isinstance(change, dict)
+             for kind, paths in change.items() if kind in ("changed deps", "changed outs")
+             for path, status in paths.items() if status not in ("deleted", "not in cache")}
+    assert not stale, ("committed results are stale against the code/params (run `dvc repro`, commit dvc.lock and results/): "
+                       + json.dumps(stale, indent=1))
 
 
 def test_the_comparison_report_marks_synthetic_runs():
