@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from replication.models.densenet import pretraining_model
-from replication.train import WeightedBinaryCrossentropy
+from replication.training.losses import WeightedBinaryCrossentropy
 
 # size: (training images per round, training batch, rounds, inference images)
 CASES = {32: (256, 16, 2, 512), 64: (128, 16, 2, 256), 128: (64, 16, 1, 128), 224: (32, 8, 1, 64)}

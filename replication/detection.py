@@ -422,7 +422,7 @@ def box_study(cohort: Any, pretrain_dir: str, cfg: Mapping[str, Any], seed: int)
     from pathlib import Path
 
     from replication.models.densenet import pretraining_model
-    from replication.train import load_model_weights
+    from replication.training.checkpoint import load_model_weights
 
     info = json.loads((Path(pretrain_dir) / "model.json").read_text())
     model = pretraining_model(int(info["image_size"]), info["labels"], info["architecture"])

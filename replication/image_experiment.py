@@ -54,7 +54,7 @@ class ImageSplit:
 def image_split(cohort: Cohort, column: str, targets: Sequence[str], image_size: int, architecture: str = "densenet121") -> ImageSplit:
     """Cases of `column` with an image; targets = the cohort's columns (['label'] or its label_names). Images are checked."""
     from replication.models.densenet import check_images
-    from replication.train import IndexedImages
+    from replication.training.batches import IndexedImages
 
     if cohort.images is None:
         raise DataError(cohort.name, "the cohort has no images (images.npy); the image models need them")
@@ -130,8 +130,12 @@ def pretrain(
 ) -> PretrainResult:
     """CheXNet-style multi-label pretraining on `cohort` (its label_names), params = the whole params.yaml."""
     from replication.models.densenet import architecture as arch_of, make_optimizer, pretraining_model
-    from replication.train import (Plateau, WeightedBinaryCrossentropy, class_balance_weights, configure_precision,
-                                   evaluate_multilabel, fit_epochs, Batches, seed_everything)
+    from replication.training.batches import Batches
+    from replication.training.losses import WeightedBinaryCrossentropy, class_balance_weights
+    from replication.training.loop import Plateau, fit_epochs
+    from replication.training.metrics import evaluate_multilabel
+    from replication.training.precision import configure_precision
+    from replication.training.seeding import seed_everything
 
     pre = params["pretrain"]
     check_section(pre, PRETRAIN_KEYS, "pretrain")
@@ -258,7 +262,9 @@ def finetune(
 
     A run finished earlier under the same checkpoint key is not repeated: its history and metrics are read back.
     """
-    from replication.train import evaluate_binary, finish_checkpoint, finished_result, fit_binary
+    from replication.training.checkpoint import finish_checkpoint, finished_result
+    from replication.training.loop import fit_binary
+    from replication.training.metrics import evaluate_binary
 
     if checkpoint_dir is not None:
         done = finished_result(checkpoint_dir, checkpoint_key)
@@ -301,7 +307,9 @@ def transfer_comparison(
     """
     from replication.models.densenet import (architecture as arch_of, compile_finetune, encoder_of, finetune_model,
                                              imagenet_weights_path, load_encoder_weights, load_imagenet_weights)
-    from replication.train import configure_precision, reset_optimizer, seed_everything
+    from replication.training.loop import reset_optimizer
+    from replication.training.precision import configure_precision
+    from replication.training.seeding import seed_everything
 
     tr = params["transfer"]
     check_section(tr, TRANSFER_KEYS, "transfer")

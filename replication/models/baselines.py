@@ -8,7 +8,7 @@ import numpy as np
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
 
-from replication.train import auroc
+from replication.training.metrics import auroc
 
 
 def _scores(y: np.ndarray, p: np.ndarray) -> dict[str, float]:

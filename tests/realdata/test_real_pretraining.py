@@ -61,7 +61,7 @@ def test_one_epoch_of_the_recipe_on_real_radiographs(cohort, tmp_path):
     # the path from real boxes to per-finding accuracy at T(IoBB) does)
     from replication.detection import box_study
     from replication.io import write_json
-    from replication.train import save_model_weights
+    from replication.training.checkpoint import save_model_weights
 
     save_model_weights(result.model, tmp_path / "model.weights.h5")
     write_json(tmp_path / "model.json", {"architecture": "densenet121", "image_size": SIZE, "labels": list(LABELS)})

@@ -18,7 +18,7 @@ from replication.models.densenet import (ARCHITECTURES, FEATURES_LAYER, GreyToRG
                                          encoder_base, encoder_of, finetune_model, image_encoder, image_features,
                                          imagenet_weights_path, load_encoder_weights, load_imagenet_weights, model_input, normalise,
                                          pretraining_model, save_encoder, set_bn_momentum)
-from replication.train import seed_everything
+from replication.training.seeding import seed_everything
 
 SIZE = 32
 

@@ -12,9 +12,14 @@ import pytest
 from replication.errors import DataError, ParameterError
 from replication.image_experiment import NOT_OFFLINE, TransferResult, summarise_transfer, transfer_markdown
 from replication.models.densenet import GreyToRGB
-from replication.train import (Batches, IndexedImages, Plateau, WeightedBinaryCrossentropy, auroc, class_balance_weights,
-                               configure_precision, evaluate_multilabel, fit_binary, fit_epochs, seed_everything,
-                               weighted_bce_numpy)
+from replication.params import PlateauParams
+from replication.training.batches import Batches, IndexedImages
+from replication.training.checkpoint import checkpoint_key, finish_checkpoint, finished_result
+from replication.training.loop import Plateau, fit_binary, fit_epochs
+from replication.training.losses import WeightedBinaryCrossentropy, class_balance_weights, weighted_bce_numpy
+from replication.training.metrics import auroc, evaluate_multilabel
+from replication.training.precision import configure_precision
+from replication.training.seeding import seed_everything
 
 
 # --------------------------------------------------------------------------------- loss and metrics
@@ -67,13 +72,23 @@ def test_plateau_divides_the_rate_when_the_loss_stalls():
     assert plateau.step(0.5, 1e-4) == 1e-4
     assert plateau.step(0.5, 1e-4) == pytest.approx(1e-5)
     assert plateau.step(0.7, 1e-5) == pytest.approx(1e-5)  # floor
-    patient = Plateau(factor=0.5, patience=2)
+    patient = Plateau.from_params(PlateauParams(factor=0.5, patience=2, min_learning_rate=0.0))
+    assert (patient.factor, patient.patience, patient.monitor) == (0.5, 2, "val_loss")
     assert [patient.step(v, 1.0) for v in (1.0, 1.0)] == [1.0, 1.0]
     assert patient.step(1.0, 1.0) == 0.5
     with pytest.raises(ParameterError, match="plateau.factor"):
-        Plateau(factor=1.5)
-    with pytest.raises(ParameterError, match="plateau"):
-        Plateau.from_params({"factr": 0.1})
+        Plateau(factor=1.5, patience=1, min_learning_rate=0.0)
+
+
+def test_a_plateau_key_the_parameters_do_not_know_is_refused_by_name():
+    from pathlib import Path
+
+    from replication.params import profile_params
+
+    root = Path(__file__).resolve().parents[2]
+    assert profile_params("default", root).pretrain.plateau == PlateauParams(factor=0.1, patience=1, min_learning_rate=1e-6)
+    with pytest.raises(ParameterError, match=r"pretrain\.plateau\.factr"):
+        profile_params("default", root, pretrain={"plateau": {"factr": 0.1}})
 
 
 # ------------------------------------------------------------------------------------------- batches
@@ -130,7 +145,7 @@ def _compiled_binary():
 
 
 def test_binary_fit_resumed_after_a_kill_matches_an_uninterrupted_one(tmp_path, monkeypatch):
-    import replication.train as train
+    import replication.training.loop as loop
 
     images, labels = _toy_data()
     x_train, x_val = IndexedImages(images, np.arange(36)), IndexedImages(images, np.arange(36, 48))
@@ -140,7 +155,7 @@ def test_binary_fit_resumed_after_a_kill_matches_an_uninterrupted_one(tmp_path, 
     whole_model = _compiled_binary()
     whole = fit_binary(whole_model, *args, name="whole", checkpoint_dir=tmp_path / "a", checkpoint_key="k", **kwargs)
 
-    real_evaluate, calls = train.evaluate_binary, {"n": 0}
+    real_evaluate, calls = loop.evaluate_binary, {"n": 0}
 
     def killed_in_epoch_3(*a, **k):
         calls["n"] += 1
@@ -148,10 +163,10 @@ def test_binary_fit_resumed_after_a_kill_matches_an_uninterrupted_one(tmp_path, 
             raise KeyboardInterrupt("killed")
         return real_evaluate(*a, **k)
 
-    monkeypatch.setattr(train, "evaluate_binary", killed_in_epoch_3)
+    monkeypatch.setattr(loop, "evaluate_binary", killed_in_epoch_3)
     with pytest.raises(KeyboardInterrupt):
         fit_binary(_compiled_binary(), *args, name="killed", checkpoint_dir=tmp_path / "b", checkpoint_key="k", **kwargs)
-    monkeypatch.setattr(train, "evaluate_binary", real_evaluate)
+    monkeypatch.setattr(loop, "evaluate_binary", real_evaluate)
     state = json.loads((tmp_path / "b" / "state.json").read_text())
     assert state["epochs_done"] == 2 and (tmp_path / "b" / "model.weights.h5").is_file()
 
@@ -193,7 +208,7 @@ def test_multilabel_fit_with_plateau_and_best_epoch_resumes_exactly(tmp_path):
 
     def run(model, epochs, directory):
         return fit_epochs(model, data, evaluate, epochs, "toy", checkpoint_dir=directory, checkpoint_key="k", seed=2,
-                          plateau=Plateau(factor=0.5, patience=1), keep_best="val_loss", log=None)
+                          plateau=Plateau(factor=0.5, patience=1, min_learning_rate=0.0), keep_best="val_loss", log=None)
 
     whole_model = build()
     whole = run(whole_model, 5, tmp_path / "a")
@@ -259,16 +274,16 @@ def test_transfer_figure_png_and_offline_html(tmp_path):
     assert "chestxray14" in html and "weights not available offline" in html and "majority class (0.600)" in html
 
 
-def test_up_to_date_needs_the_same_fingerprint_and_every_output(tmp_path, capsys):
-    from replication.train import fingerprint, up_to_date
-
-    key = fingerprint({"epochs": 4}, "cohort-hash")
-    assert key == fingerprint({"epochs": 4}, "cohort-hash") != fingerprint({"epochs": 5}, "cohort-hash")
-    out = tmp_path / "metrics.json"
-    stamp = tmp_path / "stamp.json"
-    assert not up_to_date(stamp, "stage", key, [out])
-    stamp.write_text(json.dumps({"fingerprint": key}))
-    assert not up_to_date(stamp, "stage", key, [out])  # an output is missing
-    out.write_text("{}")
-    assert up_to_date(stamp, "stage", key, [out]) and "nothing to do" in capsys.readouterr().out
-    assert not up_to_date(stamp, "stage", fingerprint({"epochs": 5}), [out])
+def test_a_finished_run_is_read_back_only_under_its_own_checkpoint_key(tmp_path):
+    key = checkpoint_key("transfer", {"epochs": 4}, "encoder-sha")
+    assert len(key) == 64 and key == checkpoint_key("transfer", {"epochs": 4}, "encoder-sha")
+    assert key != checkpoint_key("transfer", {"epochs": 5}, "encoder-sha") != checkpoint_key("transfer", {"epochs": 4}, "other")
+    assert finished_result(tmp_path / "run", key) is None  # nothing there yet
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "state.json").write_text(json.dumps({"key": key, "history": {"epoch": [1, 2]}}))
+    (tmp_path / "run" / "model.weights.h5").write_bytes(b"weights")
+    assert finished_result(tmp_path / "run", key) is None  # not finished yet
+    finish_checkpoint(tmp_path / "run", {"test": {"accuracy": 0.75}})
+    assert finished_result(tmp_path / "run", key) == ({"epoch": [1, 2]}, {"test": {"accuracy": 0.75}})
+    assert finished_result(tmp_path / "run", checkpoint_key("transfer", {"epochs": 5}, "encoder-sha")) is None
+    assert not (tmp_path / "run" / "model.weights.h5").exists()  # a finished run keeps its result, not its weights
