@@ -243,8 +243,8 @@ def _convert(kind: Any, value: Any, where: str, profile: str) -> Any:
             raise _fail(where, value, "a mapping", profile)
         inner = args[1] if args else Any
         return types.MappingProxyType({str(k): _convert(inner, v, f"{where}.{k}", profile) for k, v in value.items()})
-    if kind is Any:
-        return types.MappingProxyType(dict(value)) if isinstance(value, Mapping) else value
+    if kind is Any:  # free-form (the generator's knobs): a private copy, validated by its consumer
+        return copy.deepcopy(value)
     if kind is bool:
         if not isinstance(value, bool):
             raise _fail(where, value, "true or false", profile)

@@ -2,20 +2,19 @@
 
 from __future__ import annotations
 
-import sys
-
 from replication.data.prepare import prepare
-from replication.params import load_params
-
-OUT = "outputs/prepared/{role}"
+from replication.params import load_params, plain
+from replication.stages import arguments, timed
 
 
 def main(argv: list[str] | None = None) -> int:
-    role = (argv if argv is not None else sys.argv[1:])[0]
-    cohort = prepare(role, load_params())
-    path = cohort.write(OUT.format(role=role))
+    args = arguments(argv, __doc__, "out", positional=("role",))
+    params = load_params()
+    with timed(f"prepare {args.role}", args.timings):
+        cohort = prepare(args.role, plain(params))
+        path = cohort.write(args.out)
     counts = cohort.counts()
-    print(f"prepare {role}: {counts['cases']} cases, {counts['cases_with_image']} with an image, "
+    print(f"prepare {args.role}: {counts['cases']} cases, {counts['cases_with_image']} with an image, "
           f"{len(cohort.exclusions)} records excluded or text-only (see {path}/manifest.json) -> {path}")
     return 0
 

@@ -2,23 +2,19 @@
 
 from __future__ import annotations
 
-import sys
-import time
-
 from replication.data.synthetic import SynthParams, generate
 from replication.params import load_params
-
-OUT = "outputs/synthetic/{kind}"
+from replication.stages import arguments, timed
 
 
 def main(argv: list[str] | None = None) -> int:
-    kind = (argv if argv is not None else sys.argv[1:])[0]
+    args = arguments(argv, __doc__, "out", positional=("kind",))
     params = load_params()
-    knobs = {**params["synthetic"].get(kind, {}), "image_size": params["image_size"]}
-    start = time.perf_counter()
-    cohort = generate(SynthParams.from_dict(knobs), kind=kind, seed=int(params["seed"]))
-    path = cohort.write(OUT.format(kind=kind))
-    print(f"synth {kind}: {len(cohort.cases)} cases in {time.perf_counter() - start:.1f} s -> {path}")
+    with timed(f"synth {args.kind}", args.timings):
+        knobs = {**params.synthetic[args.kind], "image_size": params.image_size}
+        cohort = generate(SynthParams.from_dict(knobs), kind=args.kind, seed=params.seed)
+        path = cohort.write(args.out)
+    print(f"synth {args.kind}: {len(cohort.cases)} cases -> {path}")
     return 0
 
 

@@ -1,38 +1,27 @@
-"""DVC stage `word2vec`: the custom embedding, one gensim model per split (trained on that split's training reports)."""
+"""DVC stage `word2vec`: the custom embedding, one gensim model per split (Table 2's 'custom' row)."""
 
 from __future__ import annotations
 
-import time
-
 from replication.data.store import read_cohort
+from replication.experiments.table2 import custom_embeddings
 from replication.io import atomic_path, write_json
-from replication.models.embeddings import embedding_matrix, train_word2vec
 from replication.params import load_params
-from replication.text_experiment import clean_cases, text_split
-
-OUT = "outputs/word2vec"
+from replication.stages import arguments, timed
 
 
 def main(argv: list[str] | None = None) -> int:
+    args = arguments(argv, __doc__, "cohort", "out")
     params = load_params()
-    cohort = read_cohort("outputs/prepared/iu")
-    w2v, text = params["word2vec"], params["text"]
-    metrics = {"corpus": w2v["corpus"], "synthetic": cohort.synthetic, "splits": {}}
-    with atomic_path(OUT) as tmp:
-        tmp.mkdir()
-        for k, column in enumerate(cohort.split_columns):
-            split = text_split(cohort.cases, column, text)
-            corpus = split.docs["train"] if w2v["corpus"] == "train" else list(clean_cases(cohort.cases, text["keep_negations"])[0]["tokens"])
-            start = time.perf_counter()
-            vectors = train_word2vec(corpus, dim=w2v["dim"], window=w2v["window"], min_count=w2v["min_count"],
-                                     epochs=w2v["epochs"], sg=w2v["sg"], seed=int(params["seed"]) + k)
-            seconds = time.perf_counter() - start
-            vectors.save(str(tmp / f"split_{k}.kv"))
-            _, coverage = embedding_matrix(split.vocab, vectors, w2v["dim"])
-            metrics["splits"][column] = {"words": len(vectors.index_to_key), "vocabulary": len(split.vocab.words),
-                                         "coverage": coverage, "train_reports": len(corpus), "seconds": seconds}
-            print(f"word2vec {column}: {len(vectors.index_to_key)} words, coverage {coverage:.3f}, {seconds:.1f} s")
-        write_json(tmp / "metrics.json", metrics)
+    with timed("word2vec", args.timings):
+        cohort = read_cohort(args.cohort)
+        vectors, summary = custom_embeddings(cohort, params.text, params.word2vec, params.seed)
+        with atomic_path(args.out) as tmp:
+            tmp.mkdir()
+            for k, column in enumerate(cohort.split_columns):
+                vectors[column].save(str(tmp / f"split_{k}.kv"))
+            write_json(tmp / "manifest.json", {"corpus": params.word2vec.corpus, "synthetic": cohort.synthetic, "splits": summary})
+    for column, s in summary.items():
+        print(f"word2vec {column}: {s['words']} words, coverage {s['coverage']:.3f}")
     return 0
 
 
