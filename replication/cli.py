@@ -47,9 +47,9 @@ def _fetch(args: argparse.Namespace) -> int:
 
 def _prepare(args: argparse.Namespace) -> int:
     from replication.data.prepare import prepare
-    from replication.params import load_params
+    from replication.params import load_params, plain
 
-    cohort = prepare(args.role, load_params(args.params))
+    cohort = prepare(args.role, plain(load_params(args.params)))
     path = cohort.write(args.out or f"outputs/prepared/{args.role}")
     print(json.dumps(cohort.counts(), indent=2))
     print(f"-> {path}")
@@ -78,8 +78,7 @@ def _show(args: argparse.Namespace) -> int:
 def _explain(args: argparse.Namespace) -> int:
     import numpy as np
 
-    from replication.detection import explain_case, load_models
-    from replication.explain import overlay_regions, word_heatmap_html, word_heatmap_png
+    from replication.explain.case import explain_case, load_models, render_case
     from replication.io import atomic_path, write_json
 
     if (args.case is None) == (args.image is None):
@@ -102,53 +101,58 @@ def _explain(args: argparse.Namespace) -> int:
     if args.image is not None:
         from replication.data.images import load_image
 
-        image, _ = load_image(args.image, int(models.config["image_size"]))
+        image, _ = load_image(args.image, models.image_size)
         report, name = args.report, Path(args.image).stem
     steps, rule = _ig_settings(args)
-    result = explain_case(models, image, report, sight_sensitivity=args.sight_sensitivity, steps=steps, rule=rule)
+    case = explain_case(models, image, report, sight_sensitivity=args.sight_sensitivity, steps=steps, rule=rule)
     out = Path(args.out or f"explanations/{name}")
+    words = case.words
     with atomic_path(out) as tmp:
         tmp.mkdir(parents=True)
-        words = result["words"]
         write_json(tmp / "explanation.json", {
-            "case": name, "models": args.models, "predictions": result["predictions"], "sight_sensitivity": args.sight_sensitivity,
-            "completeness": result["completeness"], "regions": result["regions"],
+            "case": name, "models": args.models, "predictions": case.predictions, "sight_sensitivity": args.sight_sensitivity,
+            "completeness": case.completeness(), "regions": case.region_records(),
             "words": [{"word": w, "score": s} for w, s in words.pairs()], "words_note": words.note})
-        overlay_regions(image, result["region_objects"], tmp / "overlay.png", f"{name}: sight sensitivity {args.sight_sensitivity}")
-        if words.words:
-            word_heatmap_html(words.words, words.scores, tmp / "words.html", f"{name}: word scores (multimodal)")
-            word_heatmap_png(words.words, words.scores, tmp / "words.png", f"{name}: word scores (multimodal)")
-    p = result["predictions"]
+        written = render_case(case, name, panel_png=tmp / "panel.png", overlay_png=tmp / "overlay.png",
+                              words_png=tmp / "words.png", words_html=tmp / "words.html")
+    p = case.predictions
     print(f"{name}: P(abnormal) text {p['text']:.3f}, image {p['image']:.3f}, multimodal {p['multimodal']:.3f}; "
-          f"{len(result['regions'])} region(s) at sight sensitivity {args.sight_sensitivity}; "
+          f"{len(case.regions)} region(s) at sight sensitivity {args.sight_sensitivity}; "
           f"top words: {', '.join(f'{w} {s:.2f}' for w, s in words.top(5)) or words.note}")
-    print(f"written: {out}/explanation.json, overlay.png" + (", words.html, words.png" if words.words else ""))
+    print(f"written: {out}/explanation.json, " + ", ".join(path.name for path in written))
     return 0
 
 
 def _boxes(args: argparse.Namespace) -> int:
+    import dataclasses
+
     from replication.data.store import read_cohort
-    from replication.detection import box_study, boxes_markdown
+    from replication.experiments.localisation import box_study, boxes_markdown, published_iobb
+    from replication.experiments.reference import load_reference
     from replication.io import atomic_path, write_json, write_text
+    from replication.params import load_params
 
     cohort = read_cohort(args.cohort)
     if cohort.boxes is None or cohort.boxes.empty:
         print(f"{args.cohort}: no ground-truth boxes; the bounding boxes of the lesion masks are used" if cohort.masks is not None
               else f"{args.cohort}: neither boxes nor masks")
     steps, rule = _ig_settings(args)
-    cfg = {"images": args.images, "steps": steps, "rule": rule, "sight_sensitivity": args.sight_sensitivity}
-    table, methods = box_study(cohort, args.pretrain, cfg, seed=0)
+    # the sweep and top-k of params.yaml's localisation section; the rest from the command line
+    params = dataclasses.replace(load_params(args.params).localisation, images=args.images, steps=steps, rule=rule,
+                                 sight_sensitivity=args.sight_sensitivity)
+    table, methods = box_study(cohort, args.pretrain, params, 0, published_iobb(load_reference(args.reference), args.reference))
     if table.empty:
         raise DataError(args.cohort, "no test image of split_0 has a box of a finding the model predicts")
-    metrics = {"synthetic": cohort.synthetic, "source": cohort.source, "sight_sensitivity": args.sight_sensitivity,
-               "steps": steps, "rule": rule, "models": args.pretrain}
-    text = boxes_markdown(table, metrics, methods)
+    text = boxes_markdown(table, methods, synthetic=cohort.synthetic, rule=rule, steps=steps, models=args.pretrain,
+                          sight_sensitivity=args.sight_sensitivity)
     with atomic_path(args.out) as tmp:
         tmp.mkdir(parents=True)
         table.to_csv(tmp / "boxes.csv", index=False)
         methods.to_csv(tmp / "box_methods.csv", index=False)
         write_text(tmp / "boxes.md", text)
-        write_json(tmp / "metrics.json", {**metrics, "all_findings": table[table["finding"] == "all findings"].iloc[0].to_dict()})
+        write_json(tmp / "metrics.json", {"synthetic": cohort.synthetic, "source": cohort.source, "sight_sensitivity": args.sight_sensitivity,
+                                          "steps": steps, "rule": rule, "models": args.pretrain,
+                                          "all_findings": table[table["finding"] == "all findings"].iloc[0].to_dict()})
     print(text)
     return 0
 
@@ -204,7 +208,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("explain", help="explain one case with trained models: prediction, regions, word heatmap",
                        description="The paper's detection (section 3) on one case: integrated gradients on the image model, the "
                                    "sight-sensitivity threshold, single-linkage circles, and per-word scores from the multimodal's "
-                                   "gradients at the embedding output. Writes explanation.json, overlay.png, words.html, words.png.")
+                                   "gradients at the embedding output. Writes explanation.json, panel.png (Fig. 2), overlay.png, "
+                                   "words.png and words.html (Fig. 3).")
     p.add_argument("--models", default="outputs/models/high", help="a curves setting's models (default: outputs/models/high)")
     p.add_argument("--case", help="a case id of --cohort")
     p.add_argument("--cohort", default="outputs/prepared/iu", help="prepared cohort for --case (default: outputs/prepared/iu)")
@@ -224,6 +229,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--images", type=int, default=200, help="at most this many boxes of split_0's test images (default: 200)")
     _ig_arguments(p)
     p.add_argument("--sight-sensitivity", type=float, default=0.7, help="threshold on the normalised attributions (default: 0.7)")
+    p.add_argument("--params", default="params.yaml", help="the sweep and top-k of its localisation section (default: params.yaml)")
+    p.add_argument("--reference", default="paper/reference.yaml", help="Wang et al.'s published accuracies (default: paper/reference.yaml)")
     p.add_argument("--out", required=True, help="output directory (boxes.csv, box_methods.csv, boxes.md, metrics.json)")
     p.set_defaults(func=_boxes)
     return parser

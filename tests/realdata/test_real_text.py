@@ -8,23 +8,23 @@ from replication.data.prepare import compose_text
 from replication.data.splits import make_splits
 from replication.models.baselines import majority_class, tfidf_logistic_regression
 from replication.models.embeddings import embedding_matrix, train_word2vec
-from replication.params import render_profile
-from replication.text_experiment import PARTS, summarise, text_split, train_text_cnn
+from replication.experiments.table2 import PARTS, summarise, text_split, train_text_cnn
+from replication.params import profile_params
 
 pytestmark = [pytest.mark.realdata, pytest.mark.slow]
 
 
 def test_text_cnn_on_real_reports_beats_the_paper(shared_iu_xray):
-    params = render_profile("default", REPO)
+    params = profile_params("default", REPO)
     cohort = compose_text(read_iu_xray(shared_iu_xray, 64, load_pixels=False), ["findings", "impression"])
-    cases = make_splits(cohort.cases, 3, params["splits"]["fractions"], seed=params["seed"])
+    cases = make_splits(cohort.cases, 3, {"train": params.splits.fractions.train, "val": params.splits.fractions.val, "test": params.splits.fractions.test}, seed=params.seed)
     runs = []
     for k in range(3):
-        split = text_split(cases, f"split_{k}", params["text"])
+        split = text_split(cases, f"split_{k}", params.text)
         for variant in ("custom", "random"):
-            vectors = train_word2vec(split.docs["train"], seed=params["seed"] + k) if variant == "custom" else None
+            vectors = train_word2vec(split.docs["train"], seed=params.seed + k) if variant == "custom" else None
             matrix, _ = embedding_matrix(split.vocab, vectors, 300, seed=k)
-            metrics, _, _ = train_text_cnn(split, matrix, params["text_cnn"], seed=params["seed"] + k, name=variant)
+            metrics, _, _ = train_text_cnn(split, matrix, params.text_cnn, seed=params.seed + k, name=variant)
             runs.append({"variant": variant, "split": k, "metrics": metrics})
         parts = {p: (split.docs[p], split.labels[p]) for p in PARTS}
         runs.append({"variant": "tf-idf + LR", "split": k, "metrics": tfidf_logistic_regression(split.docs["train"], split.labels["train"], parts)})

@@ -3,7 +3,7 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from replication.curves import paired_difference, per_split, table3, table3_markdown
+from replication.experiments.curves import paired_difference, per_split, table3, table3_markdown, table3_metrics, table3_summary
 from replication.errors import DataError
 
 
@@ -31,7 +31,8 @@ def test_per_split_statistics():
 
 
 def test_table3_against_the_hand_computation():
-    summary = table3(hand_made(), {"high": {"multimodal": 0.81, "text": 0.77, "image": 0.74}})["high"]
+    reference = {"numbers": {f"table3.high.{m}": {"paper": v} for m, v in {"multimodal": 0.81, "text": 0.77, "image": 0.74}.items()}}
+    summary = table3(hand_made(), reference)["high"]
     mm = summary["models"]["multimodal"]
     assert mm["mean_accuracy"]["mean"] == pytest.approx((0.8 + 0.7) / 2)
     assert mm["mean_accuracy"]["std"] == pytest.approx(np.std([0.8, 0.7], ddof=1))
@@ -51,3 +52,16 @@ def test_one_split_has_no_interval_and_duplicates_are_refused():
         per_split(pd.concat([curves, curves.iloc[:1]]))
     with pytest.raises(DataError, match="missing columns"):
         per_split(curves.drop(columns="val_auroc"))
+
+
+def test_test_accuracy_and_baselines_join_the_summary_and_the_metrics_stay_small():
+    finals = [{"setting": "high", "model": "multimodal", "split": k, "test_accuracy": a} for k, a in enumerate((0.9, 0.7))]
+    finals += [{"setting": "high", "model": "majority class", "split": k, "val_accuracy": 0.6, "val_auroc": 0.5} for k in (0, 1)]
+    summary, baselines = table3_summary(hand_made(), finals)
+    assert summary["high"]["models"]["multimodal"]["test_accuracy"]["mean"] == pytest.approx(0.8)
+    assert baselines == {"high": {"majority class": {"accuracy": 0.6, "auroc": 0.5}}}
+    metrics = table3_metrics(summary, baselines)["high"]
+    assert metrics["multimodal"]["mean_accuracy"] == pytest.approx(0.75) and metrics["multimodal"]["test_accuracy"] == pytest.approx(0.8)
+    assert metrics["multimodal_minus_text"]["mean"] == pytest.approx(0.1) and "test_accuracy" not in metrics["text"] or metrics["text"]["test_accuracy"] is None
+    assert all(isinstance(v, (int, float)) or v is None for block in metrics.values() for entry in block.values()
+               for v in (entry.values() if isinstance(entry, dict) else [entry]))

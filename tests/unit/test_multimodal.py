@@ -62,7 +62,8 @@ from replication.data.prepare import compose_text  # noqa: E402
 from replication.data.splits import make_splits  # noqa: E402
 from replication.data.synthetic import SynthParams, generate  # noqa: E402
 from replication.errors import DataError, ParameterError  # noqa: E402
-from replication.multimodal_experiment import check_setting, paired_cases, paired_split, run_setting  # noqa: E402
+from replication.experiments.curves import Protocol, check_setting, paired_cases, paired_split, run_setting  # noqa: E402
+from replication.params import CurveSetting, TextParams  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -92,33 +93,39 @@ def test_a_split_part_with_one_class_is_a_clear_error(cohort):
     val = paired["split_0"] == "val"
     paired.loc[val, "label"] = 1
     with pytest.raises(DataError, match="split_0.*val part.*one class only"):
-        paired_split(paired, cohort.images, "split_0", {"max_words": 100, "sequence_length": 20})
+        paired_split(paired, cohort.images, "split_0", TextParams(keep_negations=False, max_words=100, sequence_length=20, tokenizer_defect=False))
 
 
-@pytest.mark.parametrize("setting, key", [({"learning_rate": 0, "epochs": 1, "splits": 1}, "learning_rate"),
-                                          ({"learning_rate": 1e-3, "epochs": 0, "splits": 1}, "epochs"),
-                                          ({"learning_rate": 1e-3, "epochs": 2, "splits": True}, "splits")])
+@pytest.mark.parametrize("setting, key", [(CurveSetting(0.0, 1, 1), "learning_rate"), (CurveSetting(1e-3, 0, 1), "epochs"),
+                                          (CurveSetting(1e-3, 2, 0), "splits")])
 def test_bad_settings_are_named(setting, key):
     with pytest.raises(ParameterError, match=f"curves.settings.low.{key}"):
         check_setting("low", setting)
 
 
+def test_a_setting_of_the_wrong_type_is_refused_when_the_parameters_load():
+    from conftest import REPO
+    from replication.params import profile_params
+
+    with pytest.raises(ParameterError, match=r"curves.settings.low.splits=True: expected an integer \(profile 'tiny'"):
+        profile_params("tiny", REPO, curves={"settings": {"low": {"splits": True}}})
+
+
 def test_a_nan_loss_stops_naming_model_split_epoch_and_keeps_the_partial_curves(cohort, tmp_path, monkeypatch):
     import json
 
-    import replication.train as train
+    import replication.training.loop as train
     from replication.models.densenet import pretraining_model, save_encoder
     from replication.models.embeddings import train_word2vec
-    from replication.params import render_profile
+    from replication.params import profile_params
     from conftest import REPO
 
-    params = render_profile("tiny", REPO)
-    params["curves"]["hidden"] = 8
-    params["transfer"]["hidden"] = 8
+    params = profile_params("tiny", REPO, curves={"hidden": 8, "settings": {"high": {"learning_rate": 1e-2, "epochs": 2, "splits": 1}}},
+                            transfer={"hidden": 8})
     paired, _ = paired_cases(cohort, False)
-    docs = paired_split(paired, cohort.images, "split_0", params["text"]).docs["train"]
+    docs = paired_split(paired, cohort.images, "split_0", params.text).docs["train"]
     (tmp_path / "w2v").mkdir()
-    train_word2vec(docs, dim=params["word2vec"]["dim"], seed=1).save(str(tmp_path / "w2v" / "split_0.kv"))
+    train_word2vec(docs, dim=params.word2vec.dim, seed=1).save(str(tmp_path / "w2v" / "split_0.kv"))
     save_encoder(pretraining_model(32, 9), tmp_path / "encoder.weights.h5")
 
     def fake_fit(model, train_data, val, epochs, batch_size, name, history_path=None, **_):
@@ -136,7 +143,7 @@ def test_a_nan_loss_stops_naming_model_split_epoch_and_keeps_the_partial_curves(
 
     monkeypatch.setattr(train, "fit_binary", fake_fit)
     with pytest.raises(train.TrainingError, match=r"image on split_0: the training loss is nan at epoch 2.*4 rows.*curves.csv"):
-        run_setting("high", {"learning_rate": 1e-2, "epochs": 2, "splits": 1}, cohort, params, tmp_path / "encoder.weights.h5",
+        run_setting("high", Protocol.from_params(params), cohort, tmp_path / "encoder.weights.h5",
                     tmp_path / "w2v", partial_dir=tmp_path / "partial", log=lambda *_: None)
     import pandas as pd
 

@@ -57,3 +57,49 @@ def test_data_errors_are_one_line_not_a_traceback(tmp_path, capsys):
     assert main(["show", str(tmp_path)]) == 2
     err = capsys.readouterr().err
     assert "error:" in err and "not a cohort directory" in err and "Traceback" not in err
+
+
+def test_every_profile_loads_as_typed_frozen_sections():
+    import dataclasses
+
+    from replication.params import PretrainParams, available_profiles, profile_params
+
+    for name in available_profiles(REPO):
+        params = profile_params(name, REPO)
+        assert params.profile == name and isinstance(params.pretrain, PretrainParams)
+        assert isinstance(params.localisation.sight_sensitivities, tuple)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        params.pretrain.epochs = 3  # type: ignore[misc]
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"pretrain": {"epochz": 3}}, r"pretrain.epochz=3: expected no such key; pretrain has \['architecture'"),
+    ({"pretrain": {"epochs": "3"}}, r"pretrain.epochs='3': expected an integer \(profile 'default'"),
+    ({"transfer": {"learning_rate": True}}, r"transfer.learning_rate=True: expected a number"),
+    ({"localisation": {"sight_sensitivities": 0.5}}, r"localisation.sight_sensitivities=0.5: expected a list"),
+    ({"synthetic": {"iu": {"cases": -1}}}, r"synthetic.iu=.*expected generator knobs it accepts"),
+])
+def test_a_bad_value_names_its_key_and_the_profile(change, message):
+    from replication.params import deep_merge, parse_params
+
+    with pytest.raises(ParameterError, match=message):
+        parse_params(deep_merge(render_profile("default", REPO), change), REPO)
+
+
+def test_a_missing_key_names_where_defaults_live():
+    from replication.params import parse_params
+
+    raw = render_profile("default", REPO)
+    del raw["curves"]["batch_size"]
+    with pytest.raises(ParameterError, match=r"curves.batch_size=None: expected a value: the key is missing \(profiles/default.yaml"):
+        parse_params(raw, REPO)
+
+
+def test_switching_the_profile_with_dvc_exp_set_is_refused_but_one_off_changes_are_not():
+    from replication.params import deep_merge, parse_params
+
+    raw = {**render_profile("default", REPO), "profile": "paper"}  # what `dvc exp run -S profile=paper` writes
+    with pytest.raises(ParameterError, match=r"values are profile 'default''s .*replication profile paper"):
+        parse_params(raw, REPO)
+    paper = deep_merge(render_profile("paper", REPO), {"transfer": {"learning_rate": 0.01, "epochs": 10}})
+    assert parse_params(paper, REPO).transfer.epochs == 10  # the README's one-off change on the paper profile

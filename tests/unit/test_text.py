@@ -1,3 +1,5 @@
+from dataclasses import replace
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -5,7 +7,10 @@ import pytest
 from replication.data.text import OOV, PAD, Vocabulary, clean_report, corpus_statistics, stop_words
 from replication.errors import DataError, ParameterError
 from replication.models.embeddings import embedding_matrix, load_vectors, train_word2vec
-from replication.text_experiment import text_split
+from replication.experiments.table2 import text_split
+from replication.params import TextParams
+
+TEXT = TextParams(keep_negations=False, max_words=15000, sequence_length=140, tokenizer_defect=False)
 
 REPORT = "FINDINGS: No pneumothorax. Borderline enlarged heart, XXXX 5th rib. The lungs are not hyperinflated; x-XXXX."
 
@@ -24,7 +29,7 @@ def test_non_ascii_and_empty_reports():
     assert clean_report("1. 2. The. No.") == []
     cases = pd.DataFrame({"case_id": ["a", "b", "c", "d", "e", "f"], "text": ["heart big", "", "1 2 3", "lungs clear", "heart ok", "effusion"],
                           "label": [1, 0, 0, 0, 0, 1], "split_0": ["train", "train", "train", "val", "test", "train"]})
-    split = text_split(cases, "split_0", {})
+    split = text_split(cases, "split_0", TEXT)
     assert split.exclusions.summary() == [{"stage": "text", "reason": "no token left after cleaning", "count": 2}]
     assert [len(split.docs[p]) for p in ("train", "val", "test")] == [2, 1, 1]
 
@@ -33,13 +38,13 @@ def test_vocabulary_is_fitted_on_training_text_only_and_encodes_at_the_end():
     cases = pd.DataFrame({"case_id": list("abcd"), "label": [1, 0, 1, 0],
                           "text": ["heart heart enlarged", "lungs clear", "nodule seen", "granuloma calcified"],
                           "split_0": ["train", "train", "val", "test"]})
-    split = text_split(cases, "split_0", {"sequence_length": 4})
+    split = text_split(cases, "split_0", replace(TEXT, sequence_length=4))
     assert split.vocab.words == ["heart", "enlarged", "lungs", "clear"]  # by frequency, ties by first occurrence
     assert "nodule" not in split.vocab.words and "granuloma" not in split.vocab.words
     assert split.ids["train"].tolist() == [[2, 2, 3, PAD], [4, 5, PAD, PAD]]
     assert split.ids["val"].tolist() == [[OOV, OOV, PAD, PAD]]
     # the authors' defect: a second vocabulary fitted on the evaluation text gives its words training indices
-    defect = text_split(cases, "split_0", {"sequence_length": 4, "tokenizer_defect": True})
+    defect = text_split(cases, "split_0", replace(TEXT, sequence_length=4, tokenizer_defect=True))
     assert defect.ids["val"].tolist() == [[2, 3, PAD, PAD]]  # 'nodule seen' read as 'heart enlarged'
     assert defect.ids["train"].tolist() == split.ids["train"].tolist()
 
