@@ -220,7 +220,7 @@ def ig_same_steps_section(benchmarks: list[dict]) -> str:
         out.append([f"{r['size']} px", what, r["batch_size"], mode, fmt_time(r["seconds"]), fmt_rate(r["images_per_s"], 3),
                     fmt_ratio(r["speedup"]) if r["implementation"] != "baseline" else "1×", inter, floor, diff])
     text = ("## Integrated gradients: the same work (DenseNet-121, left Riemann, 50 steps, one image)\n\n"
-            "Library: `integrated_gradients(model, x, steps=50, rule=\"riemann_left\", batch_size=b)`. Baseline: the "
+            "Library: `integrated_gradients(model, x[None], steps=50, rule=\"riemann_left\", batch_size=b)`. Baseline: the "
             "authors' batch of 50 interpolated images built in NumPy and one gradient call on all of it "
             "(`benchmarks/baseline_authors.py`), eagerly as a TF2 notebook runs it, and (64/128 px) inside a "
             "`tf.function`. *speed-up* = baseline time / this time (minimum over rounds); *interleaved* = median "
@@ -320,7 +320,7 @@ def multimodal_section(benchmarks: list[dict]) -> str:
                     fmt_ratio(seconds(base) / t) if base and t else "—", diff])
     return ("## Integrated gradients: multimodal model (image + report)\n\n"
             "DenseNet-121 image branch + the text CNN of `replication.models.text_cnn` (1,800 words, 300-d, 140 tokens), "
-            "concatenated, Dense sigmoid; both inputs attributed with `attribute_text(model, ids, other_inputs=[image])` "
+            "concatenated, Dense sigmoid; both inputs attributed with `attribute_text(model, ids[None], other_inputs=[image[None]])` "
             "(IG of the head cut at the embedding), 50 steps, left Riemann; the baseline runs on the same head.\n\n"
             + table(["implementation", "input", "time / example", "examples/s", "speed-up", "max diff vs baseline"], out))
 

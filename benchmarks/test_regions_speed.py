@@ -38,8 +38,8 @@ from baseline_authors import (
     human_bytes,
     normalised_map,
 )
-from replication.explain import cluster_regions, default_cluster_distance, default_margin, sight_sensitivity_mask
-from replication.explain.regions import single_linkage_labels
+from replication.explain import cluster_regions, sight_sensitivity_mask
+from replication.explain.regions import default_cluster_distance, default_margin, single_linkage_labels
 
 SIDES = (224, 512, 1024)
 SENSITIVITIES = (0.5, 0.7, 0.9)

@@ -9,9 +9,11 @@ IG_i(x) = (x_i - x'_i) * integral_0^1 dF(x' + a (x - x')) / dx_i da.  The integr
 - ``gauss_legendre``: the m Gauss-Legendre nodes mapped to [0, 1] (exact for polynomial paths of
   degree 2m - 1, so it needs far fewer model evaluations for the same completeness error).
 
-Only this module knows about rules, batching and the completeness check; the gradients themselves come
-from one small module per Keras backend (``gradients_tensorflow``, ``gradients_jax``), imported lazily so
-that importing this module never imports TensorFlow or JAX.
+One entry point, ``integrated_gradients``, takes a batch of examples (a single example is a batch of one) and
+returns one batched ``Attribution``; ``gradients`` is the plain gradient (saliency) of a batch. Only this module
+knows about rules, batching and the completeness check; the gradients themselves come from one small module per
+Keras backend (``gradients_tensorflow``, ``gradients_jax``), imported lazily so that importing this module never
+imports TensorFlow or JAX. Their traced functions live in this module's one cache, per model.
 
 Text is attributed at the embedding output (token ids are discrete): ``split_at_embedding`` cuts a
 functional model into ids -> embeddings and embeddings -> output, and ``attribute_text`` runs IG (or the
@@ -21,8 +23,8 @@ plain gradient the authors used) on the second part.
 from __future__ import annotations
 
 import weakref
-from dataclasses import dataclass, field
-from typing import Any, Sequence
+from dataclasses import dataclass
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
@@ -69,43 +71,60 @@ def interpolation(rule: str, steps: int) -> tuple[np.ndarray, np.ndarray]:
 # --------------------------------------------------------------------------------------------- result
 @dataclass(eq=False)
 class Attribution:
-    """IG of one example: one attribution array per model input, and how well they satisfy completeness.
+    """IG of a batch of E examples for one output unit: one (E, ...) attribution array per model input, and how
+    well each example satisfies completeness.
 
-    ``delta`` = |sum of all attributions - (F(x) - F(baseline))|: zero for exact IG, so it measures the
-    quadrature error; ``relative_delta`` divides it by max(|F(x) - F(baseline)|, 1e-12).
+    ``delta[e]`` = |sum of example e's attributions - (F(x) - F(baseline))|: zero for exact IG, so it measures the
+    quadrature error; ``relative_delta`` divides it by max(|F(x) - F(baseline)|, 1e-12). ``model_evaluations``
+    counts the path points per example.
     """
 
     attributions: list[np.ndarray]
-    delta: float
-    relative_delta: float
-    prediction: float
-    baseline_prediction: float
+    delta: np.ndarray
+    relative_delta: np.ndarray
+    prediction: np.ndarray
+    baseline_prediction: np.ndarray
     steps: int
     rule: str
     model_evaluations: int
     output_index: int = 0
-    inputs: list[np.ndarray] = field(default_factory=list, repr=False)
 
     @property
     def attribution(self) -> np.ndarray:
-        """The attribution of a single-input model (the first input's otherwise)."""
+        """The attributions of a single-input model (the first input's otherwise), (E, ...)."""
         return self.attributions[0]
 
     @property
-    def total(self) -> float:
-        """Sum of all attributions (≈ F(x) - F(baseline))."""
-        return float(sum(float(np.sum(a)) for a in self.attributions))
+    def total(self) -> np.ndarray:
+        """Sum of each example's attributions over every input (≈ F(x) - F(baseline)), (E,)."""
+        return np.array([sum(float(np.sum(a[e])) for a in self.attributions) for e in range(len(self))])
+
+    def __len__(self) -> int:
+        return len(self.delta)
 
 
-# --------------------------------------------------------------------------------------------- backend
-def _backend_name() -> str:
+# --------------------------------------------------------------------------------------------- the cache
+# One cache, per model and weakly keyed (it goes with the model): the backend's traced functions (one pair per
+# input signature and mode, shared by every output unit, so attributing each of ChestX-ray14's 14 findings traces
+# the network's gradient once) and the embedding splits of text models (the head must stay the same object for
+# its traced functions to be reused).
+_CACHE: "weakref.WeakKeyDictionary[Any, dict]" = weakref.WeakKeyDictionary()
+
+
+def _cached(model: Any, key: tuple, build: Callable[[], Any]) -> Any:
+    try:
+        per_model = _CACHE.setdefault(model, {})
+    except TypeError:  # not weak-referenceable: no cache
+        per_model = {}
+    if key not in per_model:
+        per_model[key] = build()
+    return per_model[key]
+
+
+def _backend_module():
     import keras  # lazily: importing keras imports its backend
 
-    return keras.backend.backend()
-
-
-def _backend_module(backend: str | None = None):
-    backend = backend or _backend_name()
+    backend = keras.backend.backend()
     if backend == "tensorflow":
         from replication.explain import gradients_tensorflow as module
     elif backend == "jax":
@@ -115,21 +134,11 @@ def _backend_module(backend: str | None = None):
     return module
 
 
-# Compiled functions are cached per model, so repeated calls (one per image of a test set) trace once.
-_FUNCTIONS: "weakref.WeakKeyDictionary[Any, dict]" = weakref.WeakKeyDictionary()
-
-
-def _functions(model: Any, specs: tuple, output_index: int, compiled: bool):
-    """(forward, path) for this model, input specs, output unit and mode; built once and cached."""
+def _functions(model: Any, specs: tuple, compiled: bool) -> tuple[Callable, Callable]:
+    """(forward, path) for this model, input specs and mode: traced once, then served from the cache."""
     module = _backend_module()
-    try:
-        per_model = _FUNCTIONS.setdefault(model, {})
-    except TypeError:  # not weak-referenceable: no cache
-        per_model = {}
-    key = (module.__name__, specs, output_index, bool(compiled))
-    if key not in per_model:
-        per_model[key] = module.make_functions(model, specs, output_index, compiled)
-    return per_model[key]
+    return _cached(model, ("gradients", module.__name__, specs, bool(compiled)),
+                   lambda: module.make_functions(model, specs, compiled))
 
 
 # --------------------------------------------------------------------------------------------- inputs
@@ -155,50 +164,35 @@ def _check_finite(name: str, arrays: list[np.ndarray]) -> None:
             raise ParameterError(where, f"array with {int(np.sum(~np.isfinite(a)))} NaN/inf values", "finite values")
 
 
-def _float_dtype(dtype: str, name: str) -> str:
-    if "int" in dtype or "bool" in dtype:
-        raise ParameterError(name, dtype, "a floating input; integer inputs (token ids) are attributed at the "
-                             "embedding output: use split_at_embedding / attribute_text")
-    return dtype
-
-
-def _prepare(model: Any, inputs: Any, batched: bool) -> tuple[list[np.ndarray], list[tuple], tuple]:
-    """Examples as (E, ...) arrays per input, the caller's shape per input, and the specs key for the cache."""
+def _prepare(model: Any, inputs: Any) -> tuple[list[np.ndarray], tuple]:
+    """A batch of examples as (E, ...) arrays per input (batch first, a single example is a batch of one), and
+    the specs key of the cache."""
     specs = _model_specs(model)
     if specs is not None and len(specs) == 1 and isinstance(inputs, (list, tuple)) and len(inputs) != 1:
-        inputs = [inputs]  # a plain list of numbers for a single-input model is one array
+        inputs = [inputs]  # a plain list of examples for a single-input model is one array
     arrays = [np.asarray(a) for a in _as_list(inputs)]
     if specs is not None and len(specs) != len(arrays):
         raise ParameterError("inputs", f"{len(arrays)} array(s)", f"{len(specs)} array(s), one per model input")
-    out, shapes = [], []
     for i, a in enumerate(arrays):
-        name = "inputs" if len(arrays) == 1 else f"inputs[{i}]"
         rank = None if specs is None else len(specs[i][0])
-        if batched:
-            if rank is not None and a.ndim != rank + 1:
-                raise ParameterError(name, a.shape, f"a batch of examples of rank {rank + 1} (batch first)")
-            out.append(a)
-            shapes.append(a.shape[1:])
-        elif rank is not None and a.ndim == rank + 1 and a.shape[0] == 1:
-            out.append(a)  # one example with a batch dim of 1: attributions keep it
-            shapes.append(a.shape)
-        elif rank is None or a.ndim == rank:
-            out.append(a[None])
-            shapes.append(a.shape)
-        else:
-            raise ParameterError(name, a.shape, f"one example of rank {rank} (or with a batch dim of 1)")
-    if len({a.shape[0] for a in out}) != 1:
-        raise ParameterError("inputs", [a.shape for a in out], "the same number of examples in every input")
-    dtypes = [specs[i][1] if specs is not None else "float32" for i in range(len(out))]
+        if (rank is not None and a.ndim != rank + 1) or a.ndim == 0:
+            raise ParameterError("inputs" if len(arrays) == 1 else f"inputs[{i}]", a.shape,
+                                 f"a batch of examples{'' if rank is None else f' of rank {rank + 1}'} (batch first; "
+                                 "one example is a batch of one: x[None])")
+    if len({a.shape[0] for a in arrays}) != 1:
+        raise ParameterError("inputs", [a.shape for a in arrays], "the same number of examples in every input")
+    dtypes = [specs[i][1] if specs is not None else "float32" for i in range(len(arrays))]
     for i, d in enumerate(dtypes):
-        _float_dtype(d, "inputs" if len(out) == 1 else f"inputs[{i}]")
-    out = [np.ascontiguousarray(a, dtype=d) for a, d in zip(out, dtypes)]
-    _check_finite("inputs", out)
-    key = tuple((a.shape[1:], d) for a, d in zip(out, dtypes))
-    return out, shapes, key
+        if "int" in d or "bool" in d:
+            raise ParameterError("inputs" if len(arrays) == 1 else f"inputs[{i}]", d, "a floating input; integer inputs "
+                                 "(token ids) are attributed at the embedding output: use split_at_embedding / attribute_text")
+    xs = [np.ascontiguousarray(a, dtype=d) for a, d in zip(arrays, dtypes)]
+    _check_finite("inputs", xs)
+    return xs, tuple((x.shape[1:], d) for x, d in zip(xs, dtypes))
 
 
 def _prepare_baseline(baseline: Any, xs: list[np.ndarray]) -> list[np.ndarray]:
+    """Zeros by default; else one example's baseline (shared by the batch) or one per example, per input."""
     if baseline is None:
         return [np.zeros_like(x) for x in xs]
     parts = _as_list(baseline) if len(xs) > 1 else [baseline]
@@ -207,7 +201,7 @@ def _prepare_baseline(baseline: Any, xs: list[np.ndarray]) -> list[np.ndarray]:
     out = []
     for i, (b, x) in enumerate(zip(parts, xs)):
         b = np.asarray(b, dtype=x.dtype)
-        try:  # a baseline for one example (broadcast to all) or one per example
+        try:
             b = np.broadcast_to(b, x.shape) if b.ndim == x.ndim else np.broadcast_to(b, x.shape[1:])[None].repeat(x.shape[0], 0)
         except ValueError:
             name = "baseline" if len(xs) == 1 else f"baseline[{i}]"
@@ -217,20 +211,17 @@ def _prepare_baseline(baseline: Any, xs: list[np.ndarray]) -> list[np.ndarray]:
     return out
 
 
-def _check_common(steps: int, rule: str, batch_size: int, output_index: int) -> tuple[np.ndarray, np.ndarray]:
-    alphas, weights = interpolation(rule, steps)
-    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
-        raise ParameterError("batch_size", batch_size, "an integer >= 1")
-    if isinstance(output_index, bool) or not isinstance(output_index, (int, np.integer)) or output_index < 0:
-        raise ParameterError("output_index", output_index, "an integer >= 0")
-    return alphas, weights
+def _check_integer(name: str, value: Any, minimum: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
+        raise ParameterError(name, value, f"an integer >= {minimum}")
 
 
 # --------------------------------------------------------------------------------------------- core
 def _run(model: Any, xs: list[np.ndarray], bs: list[np.ndarray], key: tuple, output_index: int,
          alphas: np.ndarray, weights: np.ndarray, batch_size: int, compiled: bool):
-    """Weighted path-gradient sums per example, F(x) and F(baseline); points evaluated `batch_size` at a time."""
-    forward, path = _functions(model, key, int(output_index), compiled)
+    """Weighted path-gradient sums per example, F(x) and F(baseline); the points of consecutive examples share
+    batches of `batch_size`, so small `steps` still fill them."""
+    forward, path = _functions(model, key, compiled)
     n_examples, m = xs[0].shape[0], len(alphas)
     fx, fb = forward(xs), forward(bs)  # (E, units)
     if output_index >= fx.shape[1]:
@@ -247,92 +238,45 @@ def _run(model: Any, xs: list[np.ndarray], bs: list[np.ndarray], key: tuple, out
         local = (example - e0).astype(np.int32)
         w = np.zeros((e1 - e0, len(point)), dtype=np.float64)
         w[local, np.arange(len(point))] = weights[k]
-        _, chunk = path([x[e0:e1] for x in xs], [b[e0:e1] for b in bs], alphas[k], local, w)
+        _, chunk = path([x[e0:e1] for x in xs], [b[e0:e1] for b in bs], alphas[k], local, w, int(output_index))
         for s, c in zip(sums, chunk):
             s[e0:e1] += c
     return sums, fx[:, output_index].astype(np.float64), fb[:, output_index].astype(np.float64)
 
 
-def _results(xs, bs, sums, fx, fb, steps, rule, m, output_index, shapes, batched) -> list[Attribution]:
-    out = []
-    for e in range(xs[0].shape[0]):
-        attributions = [(x[e].astype(np.float64) - b[e].astype(np.float64)) * s[e] for x, b, s in zip(xs, bs, sums)]
-        if not all(np.all(np.isfinite(a)) for a in attributions):
-            raise ValueError("integrated gradients produced NaN/inf attributions: the model's output or gradient "
-                             "is not finite somewhere on the path from the baseline to the input")
-        total = float(sum(float(np.sum(a)) for a in attributions))
-        change = float(fx[e] - fb[e])
-        delta = abs(total - change)
-        inputs = [x[e] for x in xs]
-        if not batched:
-            attributions = [a.reshape(shape) for a, shape in zip(attributions, shapes)]
-            inputs = [a.reshape(shape) for a, shape in zip(inputs, shapes)]
-        out.append(Attribution(attributions, delta, delta / max(abs(change), TINY), float(fx[e]), float(fb[e]),
-                               int(steps), rule, m, int(output_index), inputs))
-    return out
-
-
 def integrated_gradients(model: Any, inputs: Any, *, output_index: int = 0, baseline: Any = None, steps: int = DEFAULT_STEPS,
                          rule: str = DEFAULT_RULE, batch_size: int = 32, compiled: bool = True) -> Attribution:
-    """IG of one example for one output unit of any Keras model (functional or Sequential).
+    """IG of a batch of examples for one output unit of any Keras model (functional or Sequential).
 
-    `inputs`: one example, without its batch dim or with a batch dim of 1 (the attributions keep the shape
-    given), or a list of such arrays for a multi-input model (every input is attributed). `baseline`: zeros
-    by default; an array (or list) broadcastable to each input. `output_index` counts the units of the
-    model's output flattened per example (several outputs are concatenated). The `steps` interpolation
-    points run `batch_size` at a time through one compiled function (`compiled=False`: eagerly).
+    `inputs`: a batch (leading dim; one example is a batch of one, ``x[None]``), or a list of batches for a
+    multi-input model (every input is attributed). `baseline`: zeros by default; one example's baseline (shared)
+    or one per example, per input. `output_index` counts the units of the model's output flattened per example
+    (several outputs are concatenated). The E x `steps` interpolation points run `batch_size` at a time through
+    one compiled function (`compiled=False`: eagerly).
     """
-    alphas, weights = _check_common(steps, rule, batch_size, output_index)
-    xs, shapes, key = _prepare(model, inputs, batched=False)
-    bs = _prepare_baseline(_strip_batch(baseline, xs), xs)
-    sums, fx, fb = _run(model, xs, bs, key, output_index, alphas, weights, batch_size, compiled)
-    return _results(xs, bs, sums, fx, fb, steps, rule, len(alphas), output_index, shapes, batched=False)[0]
-
-
-def integrated_gradients_batch(model: Any, inputs: Any, *, output_index: int = 0, baseline: Any = None,
-                               steps: int = DEFAULT_STEPS, rule: str = DEFAULT_RULE, batch_size: int = 32,
-                               compiled: bool = True) -> list[Attribution]:
-    """IG of a batch of examples (leading batch dim on every input): one Attribution per example.
-
-    The points of consecutive examples share batches, so small `steps` still fill `batch_size`.
-    `baseline`: one example's baseline (shared) or one per example.
-    """
-    alphas, weights = _check_common(steps, rule, batch_size, output_index)
-    xs, shapes, key = _prepare(model, inputs, batched=True)
+    alphas, weights = interpolation(rule, steps)
+    _check_integer("batch_size", batch_size, 1)
+    _check_integer("output_index", output_index, 0)
+    xs, key = _prepare(model, inputs)
     bs = _prepare_baseline(baseline, xs)
     sums, fx, fb = _run(model, xs, bs, key, output_index, alphas, weights, batch_size, compiled)
-    return _results(xs, bs, sums, fx, fb, steps, rule, len(alphas), output_index, shapes, batched=True)
+    attributions = [(x.astype(np.float64) - b.astype(np.float64)) * s for x, b, s in zip(xs, bs, sums)]
+    if not all(np.all(np.isfinite(a)) for a in attributions):
+        raise ValueError("integrated gradients produced NaN/inf attributions: the model's output or gradient "
+                         "is not finite somewhere on the path from the baseline to the input")
+    totals = np.array([sum(float(np.sum(a[e])) for a in attributions) for e in range(len(fx))])
+    change = fx - fb
+    delta = np.abs(totals - change)
+    relative = delta / np.maximum(np.abs(change), TINY)
+    return Attribution(attributions, delta, relative, fx, fb, int(steps), rule, len(alphas), int(output_index))
 
 
-def _strip_batch(baseline: Any, xs: list[np.ndarray]) -> Any:
-    """A baseline given with a batch dim of 1 for a single example is the same baseline."""
-    if baseline is None:
-        return None
-    parts = _as_list(baseline) if len(xs) > 1 else [baseline]
-    parts = [np.asarray(b) for b in parts]
-    parts = [b[0] if b.ndim == x.ndim and b.shape[0] == 1 else b for b, x in zip(parts, xs)]
-    return parts if len(xs) > 1 else parts[0]
-
-
-def gradients(model: Any, inputs: Any, *, output_index: int = 0, compiled: bool = True) -> list[np.ndarray]:
-    """Plain gradient dF/dx at the input (saliency; what the authors used for text), one array per input."""
-    _check_common(1, "riemann_left", 1, output_index)
-    xs, shapes, key = _prepare(model, inputs, batched=False)
-    return [g[0].reshape(shape) for g, shape in zip(_gradient_sums(model, xs, key, output_index, 1, compiled), shapes)]
-
-
-def gradients_batch(model: Any, inputs: Any, *, output_index: int = 0, batch_size: int = 32,
-                    compiled: bool = True) -> list[np.ndarray]:
-    """Plain gradients of a batch of examples (leading batch dim on every input), `batch_size` per call:
-    one (E, ...) array per input."""
-    _check_common(1, "riemann_left", batch_size, output_index)
-    xs, _, key = _prepare(model, inputs, batched=True)
-    return _gradient_sums(model, xs, key, output_index, batch_size, compiled)
-
-
-def _gradient_sums(model: Any, xs: list[np.ndarray], key: tuple, output_index: int, batch_size: int,
-                   compiled: bool) -> list[np.ndarray]:
-    """The path function at alpha = 1 with weight 1 (zero baseline): exactly the gradient at each example."""
+def gradients(model: Any, inputs: Any, *, output_index: int = 0, batch_size: int = 32, compiled: bool = True) -> list[np.ndarray]:
+    """Plain gradients dF/dx of a batch of examples (saliency; what the authors used for text), `batch_size` per
+    call: one (E, ...) array per model input. The path function at alpha = 1 with weight 1 is exactly the gradient."""
+    _check_integer("batch_size", batch_size, 1)
+    _check_integer("output_index", output_index, 0)
+    xs, key = _prepare(model, inputs)
     zeros = [np.zeros_like(x) for x in xs]
     sums, _, _ = _run(model, xs, zeros, key, output_index, np.ones(1), np.ones(1), batch_size, compiled)
     if not all(np.all(np.isfinite(g)) for g in sums):
@@ -340,21 +284,32 @@ def _gradient_sums(model: Any, xs: list[np.ndarray], key: tuple, output_index: i
     return sums
 
 
-def model_output(model: Any, inputs: Any, *, output_index: int = 0, compiled: bool = True) -> float:
-    """F(x) for one example and output unit, through the same compiled function as the attributions."""
-    _check_common(1, "riemann_left", 1, output_index)
-    xs, _, key = _prepare(model, inputs, batched=False)
-    forward, _ = _functions(model, key, int(output_index), compiled)
-    fx = forward(xs)
-    if output_index >= fx.shape[1]:
-        raise ParameterError("output_index", output_index, f"an index below the model's {fx.shape[1]} output unit(s)")
-    return float(fx[0, output_index])
+def completeness_table(model: Any, inputs: Any, steps: Sequence[int], rules: Sequence[str] = RULES, *,
+                       output_index: int = 0, baseline: Any = None, batch_size: int = 32, compiled: bool = True) -> list[dict[str, Any]]:
+    """Relative completeness delta against steps for each rule, for a batch of examples: how many model
+    evaluations a rule needs. One row per rule, steps and example (its `example` index)."""
+    rows = []
+    for rule in rules:
+        for m in steps:
+            r = integrated_gradients(model, inputs, output_index=output_index, baseline=baseline, steps=m, rule=rule,
+                                     batch_size=batch_size, compiled=compiled)
+            rows += [{"example": e, "rule": rule, "steps": int(m), "model_evaluations": r.model_evaluations,
+                      "delta": float(r.delta[e]), "relative_delta": float(r.relative_delta[e])} for e in range(len(r))]
+    return rows
+
+
+def evaluations_to_reach(rows: list[dict[str, Any]], relative_delta: float) -> dict[str, int | None]:
+    """Fewest model evaluations at which each rule's relative delta falls below `relative_delta` (None: never)."""
+    best: dict[str, int | None] = {}
+    for row in rows:
+        best.setdefault(row["rule"], None)
+        if row["relative_delta"] < relative_delta:
+            current = best[row["rule"]]
+            best[row["rule"]] = row["model_evaluations"] if current is None else min(current, row["model_evaluations"])
+    return best
 
 
 # --------------------------------------------------------------------------------------------- text
-_SPLITS: "weakref.WeakKeyDictionary[Any, dict]" = weakref.WeakKeyDictionary()
-
-
 @dataclass(eq=False)
 class EmbeddingSplit:
     """A model cut at its embedding: ``head(inputs with embed(ids) in place of ids) == model(inputs)``."""
@@ -377,13 +332,7 @@ def split_at_embedding(model: Any, embedding_layer_name: str | None = None) -> t
 
 
 def _split(model: Any, embedding_layer_name: str | None) -> EmbeddingSplit:
-    try:
-        cache = _SPLITS.setdefault(model, {})
-    except TypeError:
-        cache = {}
-    if embedding_layer_name not in cache:
-        cache[embedding_layer_name] = _build_split(model, embedding_layer_name)
-    return cache[embedding_layer_name]
+    return _cached(model, ("embedding split", embedding_layer_name), lambda: _build_split(model, embedding_layer_name))
 
 
 def _build_split(model: Any, embedding_layer_name: str | None) -> EmbeddingSplit:
@@ -432,7 +381,8 @@ def _build_split(model: Any, embedding_layer_name: str | None) -> EmbeddingSplit
 
 @dataclass(eq=False)
 class TextAttribution:
-    """Per-token scores at the embedding output (seq_len, dim), ready for ``words.word_scores``.
+    """Per-token scores at the embedding output of a batch of reports, (E, seq_len, dim); ``word_scores`` takes one
+    report's row.
 
     ``method`` is "integrated_gradients" (``attribution`` holds the head's full IG, every input) or
     "gradients" (the authors' choice: dF/d embedding; ``other`` holds the other inputs' gradients).
@@ -450,36 +400,33 @@ def attribute_text(model: Any, token_ids: Any, *, other_inputs: Any = None, outp
                    method: str = "integrated_gradients", baseline: Any = None, steps: int = DEFAULT_STEPS,
                    rule: str = DEFAULT_RULE, batch_size: int = 32, compiled: bool = True,
                    embedding_layer_name: str | None = None) -> TextAttribution:
-    """Explain one report: IG (or the plain gradient) of the model cut at its embedding, w.r.t. the embedded text.
+    """Explain a batch of reports: IG (or the plain gradient) of the model cut at its embedding, w.r.t. the
+    embedded text.
 
-    `token_ids`: (seq_len,) or (1, seq_len). `other_inputs`: the model's other inputs for this example, in
-    model order (the image of the multimodal). `baseline`: for the head's inputs (embedded text included);
-    zeros by default (a zero embedding, like the padding row).
+    `token_ids`: (E, seq_len) (one report is a batch of one). `other_inputs`: the model's other inputs for these
+    examples, in model order, batch first (the images of the multimodal). `baseline`: for the head's inputs
+    (embedded text included); zeros by default (a zero embedding, like the padding row).
     """
     if method not in ("integrated_gradients", "gradients"):
         raise ParameterError("method", method, "'integrated_gradients' or 'gradients'")
     split = _split(model, embedding_layer_name)
     ids = np.asarray(token_ids)
-    if ids.ndim == 2 and ids.shape[0] == 1:
-        ids = ids[0]
-    if ids.ndim != 1:
-        raise ParameterError("token_ids", ids.shape, "one sequence (seq_len,) or (1, seq_len)")
-    embedded = _to_numpy(split.embed(ids[None].astype(str(split.embed.inputs[0].dtype)), training=False))[0]
+    if ids.ndim != 2:
+        raise ParameterError("token_ids", ids.shape, "a batch of sequences (E, seq_len); one report is a batch of one")
+    embedded = _to_numpy(split.embed(ids.astype(str(split.embed.inputs[0].dtype)), training=False))
     others = [] if other_inputs is None else [np.asarray(a) for a in _as_list(other_inputs)]
     if len(others) != len(split.head.inputs) - 1:
         raise ParameterError("other_inputs", f"{len(others)} array(s)", f"{len(split.head.inputs) - 1} array(s): the model's non-text inputs")
     head_inputs = others[:split.text_input_index] + [embedded] + others[split.text_input_index:]
     head_inputs = head_inputs if len(head_inputs) > 1 else head_inputs[0]
+    i = split.text_input_index
     if method == "gradients":
-        grads = gradients(split.head, head_inputs, output_index=output_index, compiled=compiled)
-        text = grads[split.text_input_index]
-        other = grads[:split.text_input_index] + grads[split.text_input_index + 1:]
-        return TextAttribution(ids, text, method, split.text_input_index, None, other)
+        grads = gradients(split.head, head_inputs, output_index=output_index, batch_size=batch_size, compiled=compiled)
+        return TextAttribution(ids, grads[i], method, i, None, grads[:i] + grads[i + 1:])
     result = integrated_gradients(split.head, head_inputs, output_index=output_index, baseline=baseline,
                                   steps=steps, rule=rule, batch_size=batch_size, compiled=compiled)
-    text = result.attributions[split.text_input_index]
-    other = result.attributions[:split.text_input_index] + result.attributions[split.text_input_index + 1:]
-    return TextAttribution(ids, text, method, split.text_input_index, result, other)
+    parts = result.attributions
+    return TextAttribution(ids, parts[i], method, i, result, parts[:i] + parts[i + 1:])
 
 
 def _to_numpy(tensor: Any) -> np.ndarray:
@@ -488,38 +435,5 @@ def _to_numpy(tensor: Any) -> np.ndarray:
     return np.asarray(keras.ops.convert_to_numpy(tensor))
 
 
-def completeness_table(model: Any, inputs: Any, steps: Sequence[int], rules: Sequence[str] = RULES, *,
-                       output_index: int = 0, baseline: Any = None, batch_size: int = 32, compiled: bool = True,
-                       batched: bool = False) -> list[dict[str, Any]]:
-    """Relative completeness delta against steps for each rule: how many model evaluations a rule needs.
-
-    `batched=True`: `inputs` is a batch of examples (leading dim), run together; one row per example, rule and
-    steps, with its `example` index."""
-    rows = []
-    for rule in rules:
-        for m in steps:
-            if batched:
-                results = integrated_gradients_batch(model, inputs, output_index=output_index, baseline=baseline, steps=m,
-                                                     rule=rule, batch_size=batch_size, compiled=compiled)
-            else:
-                results = [integrated_gradients(model, inputs, output_index=output_index, baseline=baseline, steps=m,
-                                                rule=rule, batch_size=batch_size, compiled=compiled)]
-            rows += [{**({"example": e} if batched else {}), "rule": rule, "steps": int(m), "model_evaluations": r.model_evaluations,
-                      "delta": r.delta, "relative_delta": r.relative_delta} for e, r in enumerate(results)]
-    return rows
-
-
-def evaluations_to_reach(rows: list[dict[str, Any]], relative_delta: float) -> dict[str, int | None]:
-    """Fewest model evaluations at which each rule's relative delta falls below `relative_delta` (None: never)."""
-    best: dict[str, int | None] = {}
-    for row in rows:
-        best.setdefault(row["rule"], None)
-        if row["relative_delta"] < relative_delta:
-            current = best[row["rule"]]
-            best[row["rule"]] = row["model_evaluations"] if current is None else min(current, row["model_evaluations"])
-    return best
-
-
-__all__ = ["RULES", "DEFAULT_RULE", "DEFAULT_STEPS", "Attribution", "EmbeddingSplit", "TextAttribution", "interpolation", "integrated_gradients",
-           "integrated_gradients_batch", "gradients", "gradients_batch", "model_output", "split_at_embedding", "attribute_text",
-           "completeness_table", "evaluations_to_reach"]
+__all__ = ["RULES", "DEFAULT_RULE", "DEFAULT_STEPS", "Attribution", "TextAttribution", "interpolation", "integrated_gradients",
+           "gradients", "completeness_table", "evaluations_to_reach", "split_at_embedding", "attribute_text"]

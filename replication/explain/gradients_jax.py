@@ -1,8 +1,9 @@
 """Gradients of one output unit on the JAX backend: ``jax.vmap(jax.value_and_grad(...))`` over ``stateless_call``.
 
-Same contract as ``gradients_tensorflow.make_functions``. The model's variables are passed to the jitted
-function as arguments (read afresh on each call), so later weight updates are seen without retracing.
-Batches are padded to a power of two (repeats of the last point, zero weight) so ``jax.jit`` compiles a few shapes only.
+Same contract as ``gradients_tensorflow.make_functions`` (the output unit a runtime argument: one compilation serves
+every unit). The model's variables are passed to the jitted function as arguments (read afresh on each call), so
+later weight updates are seen without retracing. Batches are padded to a power of two (repeats of the last point,
+zero weight) so ``jax.jit`` compiles a few shapes only.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ def _pad_length(n: int) -> int:
     return 1 << max(0, int(n - 1).bit_length())
 
 
-def make_functions(model: Any, specs: tuple, output_index: int, compiled: bool) -> tuple[Callable, Callable]:
+def make_functions(model: Any, specs: tuple, compiled: bool) -> tuple[Callable, Callable]:
     """Forward and path-gradient functions for `model` (see the TensorFlow module for the contract)."""
     ref = weakref.ref(model)
     single = len(specs) == 1
@@ -36,17 +37,17 @@ def make_functions(model: Any, specs: tuple, output_index: int, compiled: bool) 
         y, _ = ref().stateless_call(trainable, non_trainable, xs[0] if single else list(xs), training=False)
         return _flatten_outputs(y)
 
-    def unit(trainable, non_trainable, point):  # one point, no batch dim -> scalar
-        return call(trainable, non_trainable, [p[None] for p in point])[0, output_index]
+    def output_unit(trainable, non_trainable, point, unit):  # one point, no batch dim -> scalar
+        return call(trainable, non_trainable, [p[None] for p in point])[0, unit]
 
-    value_and_grad = jax.vmap(jax.value_and_grad(unit, argnums=2), in_axes=(None, None, 0))
+    value_and_grad = jax.vmap(jax.value_and_grad(output_unit, argnums=2), in_axes=(None, None, 0, None))
 
-    def path(trainable, non_trainable, xs, bs, alphas, example, weights):
+    def path(trainable, non_trainable, xs, bs, alphas, example, weights, unit):
         points = []
         for x, b in zip(xs, bs):
             a = jnp.reshape(alphas.astype(x.dtype), (-1,) + (1,) * (x.ndim - 1))
             points.append(b[example] + a * (x[example] - b[example]))
-        values, grads = value_and_grad(trainable, non_trainable, points)
+        values, grads = value_and_grad(trainable, non_trainable, points, unit)
         sums = [jnp.tensordot(weights.astype(g.dtype), g, axes=1) for g in grads]
         return values, sums
 
@@ -63,7 +64,7 @@ def make_functions(model: Any, specs: tuple, output_index: int, compiled: bool) 
         trainable, non_trainable = variables()
         return np.asarray(call_fn(trainable, non_trainable, [jnp.asarray(x) for x in xs]))
 
-    def path_np(xs, bs, alphas, example, weights):
+    def path_np(xs, bs, alphas, example, weights, unit: int):
         n = len(alphas)
         size = _pad_length(n)
         # padding repeats the last real point (zero weight): no new place where the gradient could be inf
@@ -72,7 +73,7 @@ def make_functions(model: Any, specs: tuple, output_index: int, compiled: bool) 
         weights = np.concatenate([weights, np.zeros((weights.shape[0], size - n))], axis=1)
         trainable, non_trainable = variables()
         values, sums = path_fn(trainable, non_trainable, [jnp.asarray(x) for x in xs], [jnp.asarray(b) for b in bs],
-                               jnp.asarray(alphas), jnp.asarray(example), jnp.asarray(weights))
+                               jnp.asarray(alphas), jnp.asarray(example), jnp.asarray(weights), jnp.int32(unit))
         return np.asarray(values)[:n], [np.asarray(s) for s in sums]
 
     return forward_np, path_np

@@ -3,12 +3,13 @@
 ``make_functions`` returns ``(forward, path)``:
 
 - ``forward(xs) -> (E, units)``: the model's outputs flattened per example;
-- ``path(xs, baselines, alphas, example, weights) -> (values (B,), sums)``: builds the B interpolation points
+- ``path(xs, baselines, alphas, example, weights, unit) -> (values (B,), sums)``: builds the B interpolation points
   ``b[example] + alpha * (x[example] - b[example])`` inside the graph, takes d output_unit / d point for all of
   them with one tape, and returns ``weights @ gradients`` (E, ...) per input, so only E arrays come back.
 
 ``compiled=True`` traces one graph per input signature with a free batch dim (no retracing for the last,
-smaller batch); ``compiled=False`` runs the same code eagerly (the benchmark's comparison).
+smaller batch); ``compiled=False`` runs the same code eagerly (the benchmark's comparison). The output unit is a
+runtime argument, so one trace serves every unit; ``attribution`` caches the pair per model.
 """
 
 from __future__ import annotations
@@ -30,19 +31,8 @@ def _flatten_outputs(y: Any) -> tf.Tensor:
     return tf.reshape(y, [tf.shape(y)[0], -1])
 
 
-# One traced (forward, path) pair per model, input signature and mode, shared by every output unit: the unit is a
-# runtime argument, so attributing each of ChestX-ray14's 14 findings traces the network's gradient once, not 14 times.
-_TRACED: "weakref.WeakKeyDictionary[Any, dict]" = weakref.WeakKeyDictionary()
-
-
-def _traced(model: Any, specs: tuple, compiled: bool) -> tuple[Callable, Callable]:
-    try:
-        per_model = _TRACED.setdefault(model, {})
-    except TypeError:  # not weak-referenceable: no cache
-        per_model = {}
-    key = (specs, bool(compiled))
-    if key in per_model:
-        return per_model[key]
+def make_functions(model: Any, specs: tuple, compiled: bool) -> tuple[Callable, Callable]:
+    """Forward and path-gradient functions for `model`; `specs` = ((per-example shape, dtype), ...) per input."""
     ref = weakref.ref(model)  # the cache keyed on the model must not keep it alive
     single = len(specs) == 1
 
@@ -72,21 +62,14 @@ def _traced(model: Any, specs: tuple, compiled: bool) -> tuple[Callable, Callabl
         forward = tf.function(forward, input_signature=[xs_spec])
         path = tf.function(path, input_signature=[xs_spec, xs_spec, tf.TensorSpec([None], tf.float64), tf.TensorSpec([None], tf.int32),
                                                   tf.TensorSpec([None, None], tf.float64), tf.TensorSpec([], tf.int32)])
-    per_model[key] = (forward, path)
-    return forward, path
-
-
-def make_functions(model: Any, specs: tuple, output_index: int, compiled: bool) -> tuple[Callable, Callable]:
-    """Forward and path-gradient functions for `model`'s unit `output_index`; `specs` = ((per-example shape, dtype), ...) per input."""
-    forward, path = _traced(model, specs, compiled)
 
     def forward_np(xs: list[np.ndarray]) -> np.ndarray:
         return forward([tf.convert_to_tensor(x) for x in xs]).numpy()
 
-    def path_np(xs, bs, alphas, example, weights):
+    def path_np(xs, bs, alphas, example, weights, unit: int):
         values, sums = path([tf.convert_to_tensor(x) for x in xs], [tf.convert_to_tensor(b) for b in bs],
                             tf.convert_to_tensor(alphas, tf.float64), tf.convert_to_tensor(example, tf.int32),
-                            tf.convert_to_tensor(weights, tf.float64), tf.constant(int(output_index), tf.int32))
+                            tf.convert_to_tensor(weights, tf.float64), tf.constant(int(unit), tf.int32))
         return values.numpy(), [s.numpy() for s in sums]
 
     return forward_np, path_np

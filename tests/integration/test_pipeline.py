@@ -23,7 +23,7 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from conftest import REPO  # noqa: E402
-from replication.explain import RULES  # noqa: E402
+from replication.explain.attribution import RULES  # noqa: E402
 from replication.params import render_profile  # noqa: E402
 
 pytestmark = pytest.mark.slow
@@ -87,7 +87,8 @@ def test_every_stage_ran_and_wrote_well_formed_outputs(repro):
         assert sorted(p.name for p in (workdir / "outputs" / "models" / setting).iterdir()) == [
             "config.json", "image.keras", "multimodal.keras", "text.keras", "vocabulary.json"]
     localisation = json.loads((results / "localisation" / "metrics.json").read_text())
-    assert 0 <= localisation["masks"]["paper_method_at_sight_sensitivity"]["hit_rate"] <= 1 and localisation["boxes"]["boxes"] > 0
+    manifest = json.loads((results / "localisation" / "manifest.json").read_text())
+    assert 0 <= localisation["masks"]["paper_method_at_sight_sensitivity"]["hit_rate"] <= 1 and manifest["boxes"]["boxes"] > 0
     masks = pd.read_csv(results / "localisation" / "masks.csv")
     assert {"integrated gradients", "gradients"} == set(masks["attribution"]) and masks["iou_mean"].dropna().between(0, 1).all()
     assert set(RULES) == set(pd.read_csv(results / "localisation" / "completeness.csv")["rule"])
@@ -134,7 +135,7 @@ def test_explain_on_the_saved_models(repro, tmp_path, capsys):
 
     from replication.cli import main
     from replication.data.store import read_cohort
-    from replication.detection import explain_case, load_models
+    from replication.explain import explain_case, load_models
 
     workdir, _ = repro
     models_dir = workdir / "outputs" / "models" / "high"
@@ -147,7 +148,7 @@ def test_explain_on_the_saved_models(repro, tmp_path, capsys):
     data = json.loads((out / "explanation.json").read_text())
     assert set(data["predictions"]) == {"text", "image", "multimodal"} and all(0 <= v <= 1 for v in data["predictions"].values())
     assert isinstance(data["regions"], list) and abs(sum(w["score"] for w in data["words"]) - 1) < 1e-6
-    assert (out / "overlay.png").is_file() and (out / "words.html").is_file() and (out / "words.png").is_file()
+    assert all((out / name).is_file() for name in ("panel.png", "overlay.png", "words.html", "words.png"))
     assert "P(abnormal)" in capsys.readouterr().out
     # bad input, each caught before any model is loaded (but the first): no models, a missing --report, an unknown case
     assert main(["explain", "--models", str(tmp_path / "nothing"), "--image", str(png), "--report", "x"]) == 2
@@ -158,7 +159,7 @@ def test_explain_on_the_saved_models(repro, tmp_path, capsys):
     with pytest.raises(Exception, match=r"expected \(32, 32\)"):
         explain_case(models, np.zeros((16, 16)), "heart", steps=8)
     empty = explain_case(models, cohort.images[0], "zzzz qqqq", steps=8)
-    assert empty["words"].words == [] and "vocabulary" in empty["words"].note
+    assert empty.words.words == [] and "vocabulary" in empty.words.note
 
 
 def test_boxes_command_scores_the_pretraining_model(repro, tmp_path):

@@ -22,7 +22,8 @@ sys.path.insert(0, str(BENCHMARKS))
 import baseline_authors as ba  # noqa: E402
 import report  # noqa: E402
 
-from replication.explain import cluster_regions, default_cluster_distance  # noqa: E402
+from replication.explain import cluster_regions  # noqa: E402
+from replication.explain.regions import default_cluster_distance  # noqa: E402
 
 
 def _load(name: str, path: Path):
@@ -71,7 +72,7 @@ def test_authors_ig_closed_form_and_library_agreement(keras):
     base = np.full(6, 0.1, "float32")
     eager = ba.authors_integrated_gradients(net, v, baseline=base, steps=16)
     compiled = ba.authors_integrated_gradients(net, v, baseline=base, steps=16, compiled=True)
-    library = integrated_gradients(net, v, baseline=base, steps=16, rule="riemann_left", batch_size=5).attribution
+    library = integrated_gradients(net, v[None], baseline=base, steps=16, rule="riemann_left", batch_size=5).attribution[0]
     assert ba.max_relative_difference(compiled, eager) <= 1e-6
     assert ba.max_relative_difference(library, eager) <= 1e-5
 
@@ -84,7 +85,7 @@ def test_authors_ig_multi_input(keras):
     model = keras.Model([a, b], keras.layers.Dense(1, activation="sigmoid")(keras.layers.Dense(4, activation="relu")(joined)))
     xa, xb = np.array([0.3, -1.2, 0.8], "float32"), np.array([1.5, -0.4], "float32")
     ours = ba.authors_integrated_gradients(model, [xa, xb], steps=8)
-    lib = integrated_gradients(model, [xa, xb], steps=8, rule="riemann_left").attributions
+    lib = [a[0] for a in integrated_gradients(model, [xa[None], xb[None]], steps=8, rule="riemann_left").attributions]
     assert len(ours) == 2 and ours[0].shape == (3,) and ours[1].shape == (2,)
     for o, l in zip(ours, lib):
         assert ba.max_relative_difference(l, o) <= 1e-5

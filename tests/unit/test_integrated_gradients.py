@@ -1,4 +1,7 @@
-"""Integrated gradients against models whose exact IG is known, the quadrature rules, text splitting, backends."""
+"""Integrated gradients against models whose exact IG is known, the quadrature rules, text splitting, backends.
+
+Every call is batched: one example is a batch of one (``x[None]``), and results are per example (``r.delta[0]``).
+"""
 
 from __future__ import annotations
 
@@ -14,20 +17,9 @@ import pytest
 keras = pytest.importorskip("keras")
 
 from replication.errors import ParameterError  # noqa: E402
-from replication.explain import (  # noqa: E402
-    attribute_text,
-    completeness_table,
-    evaluations_to_reach,
-    DEFAULT_RULE,
-    DEFAULT_STEPS,
-    gradients,
-    gradients_batch,
-    integrated_gradients,
-    integrated_gradients_batch,
-    interpolation,
-    model_output,
-    split_at_embedding,
-)
+from replication.explain import attribute_text, completeness_table, gradients, integrated_gradients, split_at_embedding  # noqa: E402
+from replication.explain import attribution  # noqa: E402
+from replication.explain.attribution import DEFAULT_RULE, DEFAULT_STEPS, evaluations_to_reach, interpolation  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[2]
 RULES = ("riemann_left", "trapezoid", "midpoint", "gauss_legendre")
@@ -124,7 +116,7 @@ def test_rules_points_and_weights():
 @pytest.mark.parametrize("bad", [0, -3, 2.5, True])
 def test_bad_steps_named(squares, bad):
     with pytest.raises(ParameterError) as err:
-        integrated_gradients(squares, X, steps=bad)
+        integrated_gradients(squares, X[None], steps=bad)
     assert err.value.name == "steps"
 
 
@@ -132,7 +124,7 @@ def test_bad_rule_batch_size_output_index_named(squares):
     for kwargs, name in [({"rule": "simpson"}, "rule"), ({"batch_size": 0}, "batch_size"),
                          ({"output_index": 1}, "output_index"), ({"output_index": -1}, "output_index")]:
         with pytest.raises(ParameterError) as err:
-            integrated_gradients(squares, X, **kwargs)
+            integrated_gradients(squares, X[None], **kwargs)
         assert err.value.name == name, kwargs
 
 
@@ -140,17 +132,17 @@ def test_bad_rule_batch_size_output_index_named(squares):
 def test_weighted_squares_exact_and_left_riemann_closed_form(squares):
     exact = W * X ** 2
     for rule, steps in [("gauss_legendre", 1), ("gauss_legendre", 3), ("trapezoid", 1), ("trapezoid", 5)]:
-        r = integrated_gradients(squares, X, steps=steps, rule=rule)
-        assert np.max(np.abs(r.attribution - exact) / np.abs(exact)) < 1e-12, (rule, steps)
-        assert r.delta < 1e-12 and r.relative_delta < 1e-12
+        r = integrated_gradients(squares, X[None], steps=steps, rule=rule)
+        assert np.max(np.abs(r.attribution[0] - exact) / np.abs(exact)) < 1e-12, (rule, steps)
+        assert r.delta[0] < 1e-12 and r.relative_delta[0] < 1e-12
     # left Riemann: sum_k (1/m) 2 w (k/m) x * x = w x^2 (m - 1) / m, so delta = |sum w x^2| / m exactly
     errors = []
     for m in (1, 2, 4, 8, 16, 32):
-        r = integrated_gradients(squares, X, steps=m, rule="riemann_left")
-        assert np.allclose(r.attribution, exact * (m - 1) / m, rtol=1e-12, atol=1e-12)
-        assert abs(r.delta - abs(exact.sum()) / m) < 1e-12
+        r = integrated_gradients(squares, X[None], steps=m, rule="riemann_left")
+        assert np.allclose(r.attribution[0], exact * (m - 1) / m, rtol=1e-12, atol=1e-12)
+        assert abs(r.delta[0] - abs(exact.sum()) / m) < 1e-12
         assert r.model_evaluations == m
-        errors.append(np.max(np.abs(r.attribution - exact)))
+        errors.append(np.max(np.abs(r.attribution[0] - exact)))
     assert all(b < a for a, b in zip(errors, errors[1:]))
 
 
@@ -158,10 +150,10 @@ def test_left_riemann_is_the_authors_formula(conv_model, conv_input):
     """Authors' code: grads at baseline + (k/m)(x - baseline), k = 0..m-1, averaged, times (x - baseline)."""
     m = 7
     baseline = np.full_like(conv_input, 0.2)
-    grads = [gradients(conv_model, baseline + (k / m) * (conv_input - baseline))[0] for k in range(m)]
+    grads = [gradients(conv_model, (baseline + (k / m) * (conv_input - baseline))[None])[0][0] for k in range(m)]
     theirs = (conv_input - baseline) * np.mean(grads, axis=0)
-    ours = integrated_gradients(conv_model, conv_input, baseline=baseline, steps=m, rule="riemann_left")
-    assert np.allclose(ours.attribution, theirs, rtol=1e-5, atol=1e-7)
+    ours = integrated_gradients(conv_model, conv_input[None], baseline=baseline, steps=m, rule="riemann_left")
+    assert np.allclose(ours.attribution[0], theirs, rtol=1e-5, atol=1e-7)
 
 
 def test_sigmoid_of_linear_every_rule_converges(sigmoid_linear):
@@ -172,45 +164,45 @@ def test_sigmoid_of_linear_every_rule_converges(sigmoid_linear):
     for rule in RULES:
         errors = []
         for m in (2, 4, 8, 16, 32, 64):
-            r = integrated_gradients(sigmoid_linear, x, steps=m, rule=rule)
-            errors.append(np.max(np.abs(r.attribution - exact) / np.abs(exact)))
-            assert abs(r.prediction - sigmoid(b + s)) < 1e-12 and abs(r.baseline_prediction - sigmoid(b)) < 1e-12
+            r = integrated_gradients(sigmoid_linear, x[None], steps=m, rule=rule)
+            errors.append(np.max(np.abs(r.attribution[0] - exact) / np.abs(exact)))
+            assert abs(r.prediction[0] - sigmoid(b + s)) < 1e-12 and abs(r.baseline_prediction[0] - sigmoid(b)) < 1e-12
         assert all(e2 < e1 for e1, e2 in zip(errors, errors[1:]) if e1 > 1e-13), (rule, errors)  # to round-off
         order = {"riemann_left": 2.0, "trapezoid": 4.0, "midpoint": 4.0}.get(rule)  # error ~ 1/m and 1/m^2: halves / quarters
         if order:
             assert abs(errors[-2] / errors[-1] - order) < 0.1 * order, (rule, errors)
         assert errors[-1] < {"riemann_left": 2.5e-2, "trapezoid": 1e-4, "midpoint": 1e-4, "gauss_legendre": 1e-12}[rule], (rule, errors)
-    assert np.max(np.abs(integrated_gradients(sigmoid_linear, x, steps=8, rule="gauss_legendre").attribution - exact) / np.abs(exact)) < 1e-6
+    assert np.max(np.abs(integrated_gradients(sigmoid_linear, x[None], steps=8, rule="gauss_legendre").attribution[0] - exact) / np.abs(exact)) < 1e-6
 
 
 def test_product_of_two_inputs_exact_with_any_baseline(product):
     x, y = np.array([1.0, -2.0, 0.5]), np.array([3.0, 0.5, -4.0])
-    r = integrated_gradients(product, [x, y], steps=1, rule="gauss_legendre")
-    assert np.allclose(r.attributions[0], x * y / 2, atol=1e-14) and np.allclose(r.attributions[1], x * y / 2, atol=1e-14)
+    r = integrated_gradients(product, [x[None], y[None]], steps=1, rule="gauss_legendre")
+    assert np.allclose(r.attributions[0][0], x * y / 2, atol=1e-14) and np.allclose(r.attributions[1][0], x * y / 2, atol=1e-14)
     # baseline (x', y'): IG_x = (x - x')(y + y')/2, IG_y = (y - y')(x + x')/2; they sum to xy - x'y'
     bx, by = np.array([0.2, 0.1, -0.3]), np.array([-1.0, 0.4, 0.6])
     for rule in ("gauss_legendre", "trapezoid"):
-        r = integrated_gradients(product, [x, y], baseline=[bx, by], steps=2, rule=rule)
-        assert np.allclose(r.attributions[0], (x - bx) * (y + by) / 2, atol=1e-13)
-        assert np.allclose(r.attributions[1], (y - by) * (x + bx) / 2, atol=1e-13)
-        assert abs(r.total - (x @ y - bx @ by)) < 1e-12 and r.delta < 1e-12
-    r = integrated_gradients(product, [x, y], baseline=[bx, by], steps=10, rule="riemann_left")
+        r = integrated_gradients(product, [x[None], y[None]], baseline=[bx, by], steps=2, rule=rule)
+        assert np.allclose(r.attributions[0][0], (x - bx) * (y + by) / 2, atol=1e-13)
+        assert np.allclose(r.attributions[1][0], (y - by) * (x + bx) / 2, atol=1e-13)
+        assert abs(r.total[0] - (x @ y - bx @ by)) < 1e-12 and r.delta[0] < 1e-12
+    r = integrated_gradients(product, [x[None], y[None]], baseline=[bx, by], steps=10, rule="riemann_left")
     # the path derivative is linear with slope 2 (x - x')(y - y'): left Riemann misses slope / (2m)
-    assert abs(r.delta - abs((x - bx) @ (y - by)) / 10) < 1e-12
+    assert abs(r.delta[0] - abs((x - bx) @ (y - by)) / 10) < 1e-12
 
 
 def test_completeness_delta_is_what_it_says(conv_model, conv_input):
-    r = integrated_gradients(conv_model, conv_input, steps=6, rule="riemann_left")
-    f_x = model_output(conv_model, conv_input)
-    f_0 = model_output(conv_model, np.zeros_like(conv_input))
-    assert abs(r.prediction - f_x) < 1e-7 and abs(r.baseline_prediction - f_0) < 1e-7
-    assert abs(r.delta - abs(r.attribution.sum() - (f_x - f_0))) < 1e-9
-    assert abs(r.relative_delta - r.delta / abs(f_x - f_0)) < 1e-9
-    assert r.attribution.shape == conv_input.shape and r.steps == 6 and r.rule == "riemann_left"
+    r = integrated_gradients(conv_model, conv_input[None], steps=6, rule="riemann_left")
+    f_x, f_0 = (float(keras.ops.convert_to_numpy(conv_model(v[None]))[0, 0]) for v in (conv_input, np.zeros_like(conv_input)))
+    assert abs(r.prediction[0] - f_x) < 1e-6 and abs(r.baseline_prediction[0] - f_0) < 1e-6
+    change = r.prediction[0] - r.baseline_prediction[0]
+    assert abs(r.delta[0] - abs(r.attribution[0].sum() - change)) < 1e-9
+    assert abs(r.relative_delta[0] - r.delta[0] / abs(change)) < 1e-9
+    assert r.attribution.shape == (1,) + conv_input.shape and r.steps == 6 and r.rule == "riemann_left"
 
 
 def test_gauss_legendre_needs_fewer_evaluations(conv_model, conv_input):
-    rows = completeness_table(conv_model, conv_input, [2, 4, 8, 16, 32, 64, 128, 256], batch_size=64)
+    rows = completeness_table(conv_model, conv_input[None], [2, 4, 8, 16, 32, 64, 128, 256], batch_size=64)
     print("\nrule            steps  evals  relative delta")
     for row in rows:
         print(f"{row['rule']:<15} {row['steps']:>5} {row['model_evaluations']:>6}  {row['relative_delta']:.3e}")
@@ -223,48 +215,73 @@ def test_gauss_legendre_needs_fewer_evaluations(conv_model, conv_input):
 
 def test_completeness_table_of_a_batch_is_the_per_example_table(conv_model, conv_input):
     batch = np.stack([conv_input, 0.5 * conv_input])
-    rows = completeness_table(conv_model, batch, [4, 16], ["midpoint", "trapezoid"], batch_size=7, batched=True)
+    rows = completeness_table(conv_model, batch, [4, 16], ["midpoint", "trapezoid"], batch_size=7)
     assert [(r["example"], r["rule"], r["steps"]) for r in rows][:4] == [(0, "midpoint", 4), (1, "midpoint", 4), (0, "midpoint", 16), (1, "midpoint", 16)]
     for r in rows:
-        one = completeness_table(conv_model, batch[r["example"]], [r["steps"]], [r["rule"]])[0]
+        one = completeness_table(conv_model, batch[r["example"]][None], [r["steps"]], [r["rule"]])[0]
         assert one["model_evaluations"] == r["model_evaluations"] and abs(one["relative_delta"] - r["relative_delta"]) < 1e-6
 
 
 # --------------------------------------------------------------------------------------------- mechanics
 def test_compiled_eager_and_batch_size_agree(conv_model, conv_input):
-    ref = integrated_gradients(conv_model, conv_input, steps=20, batch_size=32)
-    eager = integrated_gradients(conv_model, conv_input, steps=20, batch_size=32, compiled=False)
+    x = conv_input[None]
+    ref = integrated_gradients(conv_model, x, steps=20, batch_size=32)
+    eager = integrated_gradients(conv_model, x, steps=20, batch_size=32, compiled=False)
     assert np.allclose(ref.attribution, eager.attribution, rtol=1e-5, atol=1e-7)
     for b in (1, 3, 20, 64):
-        other = integrated_gradients(conv_model, conv_input, steps=20, batch_size=b)
+        other = integrated_gradients(conv_model, x, steps=20, batch_size=b)
         assert np.allclose(ref.attribution, other.attribution, rtol=1e-5, atol=1e-7), b
         assert other.model_evaluations == 20
-    g1, g2 = gradients(conv_model, conv_input), gradients(conv_model, conv_input, compiled=False)
+    g1, g2 = gradients(conv_model, x), gradients(conv_model, x, compiled=False)
     assert np.allclose(g1[0], g2[0], rtol=1e-5, atol=1e-7)
 
 
-def test_batch_of_examples_and_batch_dim_of_one(conv_model, conv_input):
+def test_a_single_example_is_a_batch_of_one(conv_model, conv_input):
+    """Each row of a batch's IG (and plain gradient) is that example's IG as a batch of one; an example without its
+    batch dim is refused, saying how to make it one."""
     batch = np.stack([conv_input, conv_input[::-1], 0.5 * conv_input])
-    many = integrated_gradients_batch(conv_model, batch, steps=10, batch_size=7)
-    assert len(many) == 3
-    for x, r in zip(batch, many):
-        one = integrated_gradients(conv_model, x, steps=10)
-        assert np.allclose(r.attribution, one.attribution, rtol=1e-5, atol=1e-7)
-        assert abs(r.delta - one.delta) < 1e-6
-    with_dim = integrated_gradients(conv_model, conv_input[None], steps=10)
-    assert with_dim.attribution.shape == (1, 8, 8, 1)
-    assert np.allclose(with_dim.attribution[0], many[0].attribution, rtol=1e-5, atol=1e-7)
-    plain = gradients_batch(conv_model, batch, batch_size=2)  # 3 examples over 2 calls
+    many = integrated_gradients(conv_model, batch, steps=10, batch_size=7)  # points of consecutive examples share calls
+    assert len(many) == 3 and many.attribution.shape == batch.shape and many.delta.shape == (3,)
+    plain = gradients(conv_model, batch, batch_size=2)  # 3 examples over 2 calls
     assert len(plain) == 1 and plain[0].shape == batch.shape
-    for x, g in zip(batch, plain[0]):
-        assert np.allclose(g, gradients(conv_model, x)[0], rtol=1e-5, atol=1e-7)
+    for e in range(3):
+        one = integrated_gradients(conv_model, batch[e:e + 1], steps=10)
+        assert len(one) == 1 and one.attribution.shape == (1,) + conv_input.shape
+        assert np.allclose(many.attribution[e], one.attribution[0], rtol=1e-5, atol=1e-7)
+        for name in ("delta", "relative_delta", "prediction", "baseline_prediction"):
+            assert abs(getattr(many, name)[e] - getattr(one, name)[0]) < 1e-6, name
+        assert np.allclose(plain[0][e], gradients(conv_model, batch[e:e + 1])[0][0], rtol=1e-5, atol=1e-7)
+    for call in (integrated_gradients, gradients):
+        with pytest.raises(ParameterError, match=r"x\[None\]") as err:
+            call(conv_model, conv_input)
+        assert err.value.name == "inputs"
+    text = attribute_text(conv_text_model(), TOKENS, method="gradients")
+    for e in range(len(TOKENS)):
+        alone = attribute_text(conv_text_model(), TOKENS[e:e + 1], method="gradients")
+        assert np.allclose(text.embedding_scores[e], alone.embedding_scores[0], rtol=1e-5, atol=1e-7)
+    with pytest.raises(ParameterError) as err:
+        attribute_text(conv_text_model(), TOKENS[0])
+    assert err.value.name == "token_ids"
+
+
+def test_one_cache_traces_once_for_every_output_unit():
+    """Attributing each output unit reuses one traced (forward, path) pair of the model: the unit is an argument."""
+    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(4, activation="tanh")])
+    x = np.random.default_rng(0).normal(size=(2, 3)).astype("float32")
+    for unit in range(4):
+        integrated_gradients(model, x, output_index=unit, steps=4)
+        gradients(model, x, output_index=unit)
+    keys = [k for k in attribution._CACHE[model] if k[0] == "gradients"]
+    assert len(keys) == 1, keys
+    split_at_embedding(conv_text_model())
+    assert [k for k in attribution._CACHE[conv_text_model()] if k[0] == "embedding split"] == [("embedding split", None)]
 
 
 def test_defaults_are_the_measured_choice(conv_model, conv_input):
     """The defaults are what the completeness measurement on the trained DenseNet chose (attribution.py)."""
-    r = integrated_gradients(conv_model, conv_input)
+    r = integrated_gradients(conv_model, conv_input[None])
     assert (r.rule, r.steps, r.model_evaluations) == (DEFAULT_RULE, DEFAULT_STEPS, DEFAULT_STEPS) == ("midpoint", 256, 256)
-    assert r.relative_delta < 0.01
+    assert r.relative_delta[0] < 0.01
 
 
 def test_sequential_model_and_output_index():
@@ -272,32 +289,32 @@ def test_sequential_model_and_output_index():
     model.layers[0].set_weights([np.array([[1.0, 0.5], [-1.0, 2.0], [0.3, 0.1]], "float32"), np.zeros(2, "float32")])
     x = np.array([0.4, 0.2, -0.5], "float32")
     for unit in (0, 1):
-        r = integrated_gradients(model, x, output_index=unit, steps=32)
+        r = integrated_gradients(model, x[None], output_index=unit, steps=32)
         s = float(model.layers[0].get_weights()[0][:, unit] @ x)
-        assert abs(r.prediction - np.tanh(s)) < 1e-6 and r.relative_delta < 1e-4
+        assert abs(r.prediction[0] - np.tanh(s)) < 1e-6 and r.relative_delta[0] < 1e-4
 
 
 def test_nan_inputs_and_outputs_are_errors(conv_model, conv_input, squares):
     bad = conv_input.copy()
     bad[0, 0, 0] = np.nan
     with pytest.raises(ParameterError) as err:
-        integrated_gradients(conv_model, bad)
+        integrated_gradients(conv_model, bad[None])
     assert err.value.name == "inputs"
     with pytest.raises(ParameterError) as err:
-        integrated_gradients(conv_model, conv_input, baseline=bad)
+        integrated_gradients(conv_model, conv_input[None], baseline=bad)
     assert err.value.name == "baseline"
     x = keras.Input((2,))
     log_model = keras.Model(x, keras.layers.Lambda(lambda t: keras.ops.sum(keras.ops.log(t), axis=-1, keepdims=True))(x))
     with pytest.raises(ValueError, match="output at the input is NaN"):
-        integrated_gradients(log_model, np.array([-1.0, 2.0], "float32"), steps=4)
+        integrated_gradients(log_model, np.array([[-1.0, 2.0]], "float32"), steps=4)
     sqrt_model = keras.Model(x, keras.layers.Lambda(lambda t: keras.ops.sum(keras.ops.sqrt(t), axis=-1, keepdims=True))(x))
     with pytest.raises(ValueError, match="NaN/inf attributions"):  # left Riemann evaluates d sqrt at 0: inf
-        integrated_gradients(sqrt_model, np.array([1.0, 2.0], "float32"), steps=4, rule="riemann_left")
+        integrated_gradients(sqrt_model, np.array([[1.0, 2.0]], "float32"), steps=4, rule="riemann_left")
     # the default (midpoint) never evaluates the ends: finite, but slow at an integrable singularity, and the
     # delta says so; Gauss-Legendre's nodes cluster at the ends and converge much faster there
-    slow = integrated_gradients(sqrt_model, np.array([1.0, 2.0], "float32"))
-    assert np.all(np.isfinite(slow.attribution)) and 0.01 < slow.relative_delta < 0.05
-    assert integrated_gradients(sqrt_model, np.array([1.0, 2.0], "float32"), steps=64, rule="gauss_legendre").relative_delta < 1e-2
+    slow = integrated_gradients(sqrt_model, np.array([[1.0, 2.0]], "float32"))
+    assert np.all(np.isfinite(slow.attribution)) and 0.01 < slow.relative_delta[0] < 0.05
+    assert integrated_gradients(sqrt_model, np.array([[1.0, 2.0]], "float32"), steps=64, rule="gauss_legendre").relative_delta[0] < 1e-2
     with pytest.raises(ParameterError) as err:
         integrated_gradients(squares, np.zeros((2, 2, 5)))
     assert err.value.name == "inputs"
@@ -305,7 +322,7 @@ def test_nan_inputs_and_outputs_are_errors(conv_model, conv_input, squares):
 
 def test_integer_inputs_point_to_the_embedding(text_model):
     with pytest.raises(ParameterError, match="embedding"):
-        integrated_gradients(text_model, np.array([2, 3, 4, 0, 0, 0, 0, 0]))
+        integrated_gradients(text_model, np.array([[2, 3, 4, 0, 0, 0, 0, 0]]))
 
 
 # --------------------------------------------------------------------------------------------- text
@@ -314,12 +331,23 @@ SEQ, VOCAB, DIM = 8, 20, 4
 
 @pytest.fixture(scope="module")
 def text_model():
+    return conv_text_model()
+
+
+_TEXT_MODEL: list = []
+
+
+def conv_text_model():
+    """The text fixture's model, built once (the single-example test uses it too)."""
+    if _TEXT_MODEL:
+        return _TEXT_MODEL[0]
     keras.utils.set_random_seed(3)
     ids = keras.Input((SEQ,), dtype="int32")
     e = keras.layers.Embedding(VOCAB, DIM, embeddings_initializer=keras.initializers.RandomUniform(-1, 1, seed=3), name="embedding")(ids)
     h = keras.layers.Conv1D(5, 3, activation="relu")(e)
     h = keras.layers.GlobalMaxPooling1D()(h)
-    return keras.Model(ids, keras.layers.Dense(1, activation="sigmoid")(h))
+    _TEXT_MODEL.append(keras.Model(ids, keras.layers.Dense(1, activation="sigmoid")(h)))
+    return _TEXT_MODEL[0]
 
 
 @pytest.fixture(scope="module")
@@ -372,20 +400,22 @@ def test_split_refuses_what_it_cannot_cut():
 
 
 def test_text_ig_completeness(text_model, multimodal_model):
-    r = attribute_text(text_model, TOKENS[0], steps=64)
-    assert r.embedding_scores.shape == (SEQ, DIM)
+    r = attribute_text(text_model, TOKENS[:1], steps=64)
+    assert r.embedding_scores.shape == (1, SEQ, DIM)
     f_x = float(text_model(TOKENS[:1])[0, 0])
-    assert abs(r.attribution.prediction - f_x) < 1e-6
-    assert abs(r.embedding_scores.sum() - (r.attribution.prediction - r.attribution.baseline_prediction)) == pytest.approx(r.attribution.delta, abs=1e-9)
-    assert r.attribution.relative_delta < 1e-2
-    image = np.random.default_rng(2).random((6, 6, 1)).astype("float32")
-    mm = attribute_text(multimodal_model, TOKENS[1], other_inputs=[image], steps=64)
+    ig = r.attribution
+    assert abs(ig.prediction[0] - f_x) < 1e-6
+    assert abs(r.embedding_scores.sum() - (ig.prediction[0] - ig.baseline_prediction[0])) == pytest.approx(ig.delta[0], abs=1e-9)
+    assert ig.relative_delta[0] < 1e-2
+    image = np.random.default_rng(2).random((1, 6, 6, 1)).astype("float32")
+    mm = attribute_text(multimodal_model, TOKENS[1:2], other_inputs=[image], steps=64)
     total = mm.embedding_scores.sum() + mm.other[0].sum()
-    assert abs(total - (mm.attribution.prediction - mm.attribution.baseline_prediction)) == pytest.approx(mm.attribution.delta, abs=1e-9)
-    assert mm.attribution.relative_delta < 1e-2 and mm.other[0].shape == (6, 6, 1)
-    grad = attribute_text(multimodal_model, TOKENS[1], other_inputs=[image], method="gradients")
+    ig = mm.attribution
+    assert abs(total - (ig.prediction[0] - ig.baseline_prediction[0])) == pytest.approx(ig.delta[0], abs=1e-9)
+    assert ig.relative_delta[0] < 1e-2 and mm.other[0].shape == (1, 6, 6, 1)
+    grad = attribute_text(multimodal_model, TOKENS[1:2], other_inputs=[image], method="gradients")
     embed, head = split_at_embedding(multimodal_model)
-    direct = gradients(head, [image, np.asarray(embed(TOKENS[1:2]))[0]])
+    direct = gradients(head, [image, np.asarray(embed(TOKENS[1:2]))])
     assert np.allclose(grad.embedding_scores, direct[1]) and np.allclose(grad.other[0], direct[0])
 
 
@@ -412,8 +442,8 @@ def test_jax_backend_matches_exact_values(tmp_path):
         sig = lambda z: 1 / (1 + np.exp(-z))
         exact = v * w * (sig(b + s) - sig(b)) / s
         for compiled in (True, False):
-            r = integrated_gradients(model, v, steps=16, rule="gauss_legendre", batch_size=5, compiled=compiled)
-            assert np.allclose(r.attribution, exact, rtol=1e-4, atol=1e-6), (r.attribution, exact)
+            r = integrated_gradients(model, v[None], steps=16, rule="gauss_legendre", batch_size=5, compiled=compiled)
+            assert np.allclose(r.attribution[0], exact, rtol=1e-4, atol=1e-6), (r.attribution, exact)
         print("ok")
     """))
     env = dict(os.environ, KERAS_BACKEND="jax")

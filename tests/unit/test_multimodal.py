@@ -51,8 +51,8 @@ def test_the_multimodal_splits_at_its_embedding_for_text_attribution(submodels):
     text, image, model = submodels
     ids = np.random.default_rng(2).integers(1, 40, 20).astype("int32")
     pixels = np.random.default_rng(3).uniform(0, 255, (32, 32, 1)).astype("float32")
-    result = attribute_text(model, ids, other_inputs=[pixels], steps=8)
-    assert result.embedding_scores.shape == (20, 8)
+    result = attribute_text(model, ids[None], other_inputs=[pixels[None]], steps=8)  # one report: a batch of one
+    assert result.embedding_scores.shape == (1, 20, 8)
     embed, head = split_at_embedding(model)
     assert np.allclose(head.predict([embed(ids[None]), pixels[None]], verbose=0), model.predict([ids[None], pixels[None]], verbose=0), atol=1e-5)
 

@@ -16,14 +16,15 @@ from scipy.spatial import cKDTree
 from scipy.spatial.distance import pdist
 
 from replication.errors import ParameterError
-from replication.explain import (
-    cluster_regions,
+from replication.explain import cluster_regions, sight_sensitivity_mask
+from replication.explain.regions import (
+    _grid_labels,
+    _tree_labels,
     default_cluster_distance,
     default_margin,
-    sight_sensitivity_mask,
+    reduce_channels,
     single_linkage_labels,
 )
-from replication.explain.regions import _grid_labels, _tree_labels, reduce_channels
 
 
 def same_partition(a, b) -> bool:

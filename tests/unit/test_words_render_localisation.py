@@ -11,26 +11,28 @@ from PIL import Image
 from replication.errors import ParameterError
 from replication.explain import (
     Region,
+    cluster_regions,
+    overlay_regions,
+    sight_sensitivity_panel,
+    word_heatmap_html,
+    word_heatmap_png,
+    word_scores,
+)
+from replication.explain.localisation import (
     accuracy_at,
     bootstrap_ci,
     box_mask,
     circles_mask,
-    cluster_regions,
     connected_component_regions,
     iobb,
     iou,
     otsu_mask,
     otsu_threshold,
-    overlay_regions,
     pointing_game,
     region_hit,
     scale_box,
-    sight_sensitivity_panel,
     signal_fraction_on,
     top_k_mask,
-    word_heatmap_html,
-    word_heatmap_png,
-    word_scores,
 )
 
 VOCAB = {2: "heart", 3: "size", 4: "normal", 5: "effusion", 1: "<oov>"}
