@@ -5,7 +5,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 EXTRAS ?= cpu,dev
 
-.PHONY: repro test benchmark env clean-env
+.PHONY: repro test benchmark plots env clean-env
 
 $(BIN)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -20,6 +20,15 @@ repro: $(BIN)/.installed
 
 test: $(BIN)/.installed
 	$(BIN)/pytest -m "not gpu" -q
+
+# `dvc plots show` with vega from the npm registry beside the page (DVC's own page loads it from a CDN: blank offline).
+VEGA := vega@5.20.2 vega-lite@5.2.0 vega-embed@6.18.2
+plots: $(BIN)/.installed
+	mkdir -p $(VENV)/vega && cd $(VENV)/vega && for p in $(VEGA); do n=$${p%@*}; test -f $$n.min.js || \
+	  { npm pack --silent $$p >/dev/null && tar xzf $$n-$${p#*@}.tgz package/build/$$n.min.js && mv package/build/$$n.min.js . && rm -rf package $$n-*.tgz; }; done
+	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/dvc plots show --html-template docs/plots_template.html -o dvc_plots
+	cp $(VENV)/vega/*.min.js dvc_plots/
+	@echo "open dvc_plots/index.html (works offline)"
 
 RUN_JSON := benchmarks/results/cpu-$(shell date +%F).json
 

@@ -171,7 +171,7 @@ def run_setting(
                                        hidden=image_cfg.hidden, dropout=image_cfg.dropout, bn_momentum=image_cfg.bn_momentum)
                 compile_finetune(model, lr, optimizers["image"])
             else:
-                model = multimodal_model(trained["text"], trained["image"], cnn, protocol.architecture,
+                model = multimodal_model(trained["text"], trained["image"], cnn.l2, protocol.architecture,
                                          hidden=curves.hidden, dropout=curves.dropout, bn_momentum=image_cfg.bn_momentum)
                 model.compile(optimizer=make_optimizer(optimizers["multimodal"], lr, "curves.optimizers.multimodal"),
                               loss="binary_crossentropy", metrics=["accuracy"])

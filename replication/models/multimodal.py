@@ -7,7 +7,6 @@ encoder and its batch-normalised pooled features get the image model's weights.
 
 from __future__ import annotations
 
-from typing import Any, Mapping
 
 import keras
 
@@ -26,7 +25,7 @@ def text_layer_names(text_model: keras.Model) -> list[str]:
 def multimodal_model(
     text_model: keras.Model,
     image_model: keras.Model,
-    text_config: Mapping[str, Any],
+    l2: float,
     architecture: str = "densenet121",
     hidden: int = 512,
     dropout: float = 0.3,
@@ -35,14 +34,15 @@ def multimodal_model(
 ) -> keras.Model:
     """[report tokens, image] → P(abnormal), initialised from the trained text and image submodels.
 
-    `bn_momentum` as the image submodel's (`transfer.bn_momentum`), for every batch norm of the multimodal."""
+    `l2` as the text CNN's (`text_cnn.l2`), for the text branch's convolutions; `bn_momentum` as the image submodel's
+    (`transfer.bn_momentum`), for every batch norm of the multimodal."""
     embedding = text_model.get_layer(EMBEDDING_LAYER)
     convs = sorted((layer for layer in text_model.layers if layer.name.startswith("conv_")), key=lambda layer: layer.kernel_size[0])
     pool = text_model.get_layer(f"pool_{convs[0].kernel_size[0]}")
     ids = text_input(text_model.inputs[0].shape[1])
     text_features = text_branch(
         ids, embedding.input_dim, embedding.output_dim, kernel_sizes=[c.kernel_size[0] for c in convs],
-        feature_maps=convs[0].filters, l2=float(text_config.get("l2", 0.03)),
+        feature_maps=convs[0].filters, l2=float(l2),
         pool_size=None if isinstance(pool, keras.layers.GlobalMaxPooling1D) else pool.pool_size[0],
     )
     image_size = image_model.inputs[0].shape[1]

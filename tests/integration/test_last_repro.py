@@ -17,7 +17,8 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from conftest import REPO  # noqa: E402
-from replication.comparison import compare, key_metrics, load_reference  # noqa: E402
+from replication.experiments.comparison import compare, key_metrics  # noqa: E402
+from replication.experiments.reference import load_reference  # noqa: E402
 
 TOLERANCE = 0.03
 
@@ -36,7 +37,7 @@ def results() -> Path:
 def test_the_last_repro_matches_its_reference():
     path = results()
     if profile() == "paper":
-        rows, _ = compare(load_reference(REPO / "paper" / "reference.yaml"), path, REPO / "outputs" / "prepared" / "iu")
+        rows, _ = compare(load_reference(REPO / "paper" / "reference.yaml"), path)
         outside = [f"{r.section} {r.quantity}: {r.reproduced:.3f} vs {r.paper}" for r in rows if r.verdict == "outside tolerance"]
         assert not outside, "outside the paper's tolerance:\n" + "\n".join(outside)
         return

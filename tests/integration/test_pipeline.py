@@ -24,7 +24,7 @@ import yaml
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from conftest import REPO  # noqa: E402
 from replication.explain.attribution import RULES  # noqa: E402
-from replication.params import render_profile  # noqa: E402
+from replication.params import dump_params, render_profile  # noqa: E402
 
 pytestmark = pytest.mark.slow
 BASELINE = REPO / "tests" / "baselines" / "tiny.json"
@@ -48,10 +48,10 @@ def tiny_repro(workdir: Path) -> str:
     dvc = dvc_executable()
     if dvc is None:
         pytest.skip("dvc is not installed in this environment")
-    for name in ("dvc.yaml", "replication", "paper"):
+    for name in ("dvc.yaml", "replication", "paper", "profiles"):
         src = REPO / name
         (shutil.copytree if src.is_dir() else shutil.copy)(src, workdir / name)
-    (workdir / "params.yaml").write_text(yaml.safe_dump(render_profile("tiny", REPO), sort_keys=False))
+    (workdir / "params.yaml").write_text(dump_params(render_profile("tiny", REPO)))
     run(["git", "init", "-q"], workdir)
     run([dvc, "init", "-q"], workdir)
     return run([dvc, "repro"], workdir)
@@ -78,12 +78,14 @@ def test_every_stage_ran_and_wrote_well_formed_outputs(repro):
     for col in cxr.split_columns:  # patient-wise
         assert (cxr.cases.groupby("patient_id")[col].nunique() == 1).all()
     results = workdir / "results" / "tiny"
-    table3 = json.loads((results / "table3" / "metrics.json").read_text())
+    table3 = json.loads((results / "table3" / "manifest.json").read_text())
     assert table3["synthetic"] and set(table3["summary"]) == {"low", "high"}
     for setting in ("low", "high"):
         for model in ("text", "image", "multimodal"):
             assert 0 <= table3["summary"][setting]["models"][model]["mean_accuracy"]["mean"] <= 1
         assert {"multimodal - text", "multimodal - image"} == set(table3["summary"][setting]["differences"])
+        series = sorted(p.name for p in (results / "curves" / setting / "epochs").iterdir())  # dvclive: one folder per series
+        assert series == sorted(f"{m}-split_{k}" for m in ("text", "image", "multimodal") for k in range(2 if setting == "high" else 1))
         assert sorted(p.name for p in (workdir / "outputs" / "models" / setting).iterdir()) == [
             "config.json", "image.keras", "multimodal.keras", "text.keras", "vocabulary.json"]
     localisation = json.loads((results / "localisation" / "metrics.json").read_text())
@@ -102,6 +104,10 @@ def test_every_stage_ran_and_wrote_well_formed_outputs(repro):
     assert "<table>" in (workdir / "reports" / "paper_comparison.html").read_text()
     metrics = run([dvc_executable(), "metrics", "show", "--json"], workdir)
     assert "table3/metrics.json" in metrics and "localisation/metrics.json" in metrics
+    assert "class_weights" not in metrics and "recipe" not in metrics and "notes" not in metrics  # manifests hold those
+    for stage in ("synth-iu", "table2", "pretrain", "curves", "localise"):
+        assert json.loads((workdir / "outputs" / "timings" / f"{stage}.json").read_text())["seconds"] > 0  # timings apart
+    assert "stage_seconds" not in "".join(p.read_text() for p in results.rglob("*.json"))
 
 
 def test_one_curve_row_per_model_split_epoch_and_the_same_cases_for_the_three_models(repro):
@@ -118,16 +124,16 @@ def test_one_curve_row_per_model_split_epoch_and_the_same_cases_for_the_three_mo
 
 
 def test_recorded_accuracies_stay_within_tolerance_of_the_committed_baseline(repro):
-    from replication.comparison import key_metrics
+    from replication.experiments.comparison import key_metrics
 
     workdir, _ = repro
     now, base = key_metrics(workdir / "results" / "tiny"), json.loads(BASELINE.read_text())["metrics"]
     drifted = {k: (round(now.get(k, float("nan")), 4), v) for k, v in base.items() if not abs(now.get(k, float("nan")) - v) <= TOLERANCE}
     assert not drifted, "moved beyond the tolerance (now, baseline): " + json.dumps(drifted)
     # the baseline is a learning model, not a constant: at the 'high' setting text and multimodal beat the majority class
-    majority = json.loads((workdir / "results" / "tiny" / "table3" / "metrics.json").read_text())["baselines"]["high"]["majority class"]["accuracy"]
-    assert base["table3.high.text.mean_accuracy"] > majority + 0.05
-    assert base["table3.high.multimodal.mean_accuracy"] > majority + 0.05
+    majority = json.loads((workdir / "results" / "tiny" / "table3" / "metrics.json").read_text())["high"]["baselines"]["majority class"]["accuracy"]
+    assert base["table3/high.text.mean_accuracy"] > majority + 0.05
+    assert base["table3/high.multimodal.mean_accuracy"] > majority + 0.05
 
 
 def test_explain_on_the_saved_models(repro, tmp_path, capsys):
@@ -189,7 +195,7 @@ def test_a_second_repro_does_nothing_and_the_same_params_give_the_same_bytes(rep
 
 
 if __name__ == "__main__":  # re-record the baseline from a fresh tiny run
-    from replication.comparison import key_metrics
+    from replication.experiments.comparison import key_metrics
 
     with tempfile.TemporaryDirectory() as d:
         print(tiny_repro(Path(d))[-2000:])

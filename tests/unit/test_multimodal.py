@@ -16,7 +16,7 @@ def submodels():
     # make every weight distinctive, so that a copy is checkable
     for layer in image.layers + text.layers:
         layer.set_weights([w + rng.normal(0, 0.01, w.shape).astype(w.dtype) for w in layer.get_weights()])
-    return text, image, multimodal_model(text, image, {"l2": 0.03})
+    return text, image, multimodal_model(text, image, l2=0.03)
 
 
 def test_feature_widths_are_the_sum_of_the_submodels(submodels):
