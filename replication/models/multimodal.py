@@ -7,7 +7,6 @@ encoder and its batch-normalised pooled features get the image model's weights.
 
 from __future__ import annotations
 
-
 import keras
 
 from replication.models.densenet import (FEATURES_LAYER as IMAGE_FEATURES, INPUT_NAME, POOL_LAYER, encoder_of, image_encoder,
