@@ -12,10 +12,12 @@ otherwise. On the real archive that gives 3955 reports, 1391 normal.
 
 from __future__ import annotations
 
+import codecs
 import os
 import re
 import tarfile
 import xml.etree.ElementTree as ET
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
@@ -23,6 +25,7 @@ from typing import Iterator
 import numpy as np
 import pandas as pd
 
+from replication.data.chestxray14 import read_csv_checked
 from replication.data.images import list_pngs, load_images
 from replication.data.store import Cohort, Exclusions
 from replication.errors import DataError
@@ -32,6 +35,10 @@ FRONTAL_VIEWS = frozenset({"PA", "AP"})
 LATERAL_VIEWS = frozenset({"LL", "RL", "LATERAL", "LARGE LATERAL"})
 REPORTS_ARCHIVE = "NLMCXR_reports.tgz"
 METADATA_FILE = "nlmcxr_dicom_metadata.csv.gz"
+REPORT_ID = re.compile(r"CXR[0-9]+")
+# what a damaged archive raises while it is read: tarfile's own errors, a stream cut short, or bad deflate data
+ARCHIVE_ERRORS = (tarfile.TarError, EOFError, OSError, zlib.error)
+_DECLARED_ENCODING = re.compile(rb"""^<\?xml[^>]*?encoding\s*=\s*["']([^"']*)["']""")
 
 
 @dataclass
@@ -49,8 +56,15 @@ class Report:
 
 
 def label_from_mesh(mesh_major: list[str]) -> int:
-    """0 (normal) when the MeSH major terms are exactly ["normal"], else 1 (abnormal), as the paper."""
-    return 0 if [m.strip().lower() for m in mesh_major] == ["normal"] else 1
+    """0 (normal) when the MeSH major terms are exactly "normal", else 1 (abnormal), as the paper.
+
+    A term repeated is the same term (["normal", "normal"] is normal). With no terms there is no label:
+    the readers exclude such a report instead of calling it abnormal.
+    """
+    terms = {m.strip().lower() for m in mesh_major if m.strip()}
+    if not terms:
+        raise ValueError("no MeSH major terms: the label is undefined (such a report is excluded, not labelled)")
+    return 0 if terms == {"normal"} else 1
 
 
 def normalise_image_id(image_id: str) -> str:
@@ -58,30 +72,98 @@ def normalise_image_id(image_id: str) -> str:
     return re.sub(r"^(CXR\d+)_\d+_(IM-)", r"\1_\2", image_id)
 
 
+def _codec_family(name: str) -> str:
+    """'utf-8' for utf-8 / utf_8 / UTF-8-sig, 'utf-16' for its byte orders, else Python's codec name."""
+    codec = codecs.lookup(name).name
+    return next((f for f in ("utf-8", "utf-16", "utf-32") if codec.startswith(f)), codec)
+
+
+def _xml_problem(data: bytes, error: Exception) -> str:
+    """Why expat refused the bytes, with its detail; an encoding fault is named as one, not as 'malformed XML'."""
+    bom = next((f for f, marks in (("utf-8", (codecs.BOM_UTF8,)), ("utf-16", (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)))
+                if data.startswith(marks)), None)
+    head = {"utf-8": data[len(codecs.BOM_UTF8):400], "utf-16": data[:800].decode("utf-16", "ignore").encode("utf-8", "ignore")}.get(bom, data[:400])
+    match = _DECLARED_ENCODING.match(head)
+    declared = match.group(1).decode("ascii", "replace").strip() if match else None
+    if declared is not None:
+        try:
+            codecs.lookup(declared)
+        except LookupError:
+            return f"unknown text encoding {declared!r} declared in <?xml ... encoding=...?>; expected UTF-8"
+    if bom and declared and _codec_family(declared) != bom:
+        return f"the byte-order mark says {bom} but <?xml ... encoding={declared!r}?>; expected one encoding"
+    encoding = bom or declared or "utf-8"
+    try:
+        data.decode("utf-8-sig" if _codec_family(encoding) == "utf-8" else encoding)
+    except UnicodeDecodeError as e:
+        return (f"invalid {encoding} text: {e.reason} at byte {e.start} ({data[e.start:e.start + 4]!r}); "
+                f"expected the encoding the file {'declares' if declared else 'implies'} ({encoding})")
+    return f"malformed XML ({error})"
+
+
+def _one_value(values: list, what: str, source: str) -> object:
+    """The value of an element a report has once; a repeated element must repeat the same value."""
+    if any(v != values[0] for v in values[1:]):
+        raise DataError(source, f"{len(values)} {what} that differ; expected one")
+    return values[0]
+
+
 def parse_report(data: bytes, source: str) -> Report:
-    """Parse one ecgen-radiology XML; DataError naming the file when it is malformed or has no id."""
+    """Parse one ecgen-radiology XML; DataError naming the file and the field when it cannot be used.
+
+    Refused (the reader counts them as exclusions): bytes that are not XML or not in their declared
+    encoding, no or a malformed report id, no MeSH major term (the label source: a report without one
+    is not given a label), and elements that should appear once repeated with different contents.
+    """
     try:
         root = ET.fromstring(data)
-    except ET.ParseError as e:
-        raise DataError(source, f"malformed XML ({e})") from None
-    uid = root.find("uId")
-    report_id = (uid.get("id") or "").strip() if uid is not None else ""
+    except (ET.ParseError, LookupError, ValueError) as e:  # LookupError: an encoding expat does not know
+        raise DataError(source, _xml_problem(data, e)) from None
+    if root.tag != "eCitation":
+        raise DataError(source, f"root element <{root.tag}>; expected <eCitation>")
+    ids = [(uid.get("id") or "").strip() for uid in root.findall("uId")]
+    report_id = str(_one_value(ids, "<uId> ids", source)) if ids else ""
     if not report_id:
         raise DataError(source, "no report id (<uId id=...> missing or empty)")
-    sections = {s: "" for s in SECTIONS}
+    if not REPORT_ID.fullmatch(report_id):
+        raise DataError(source, f"report id <uId id={report_id!r}>: expected CXR followed by digits", record=report_id)
+    found: dict[str, list[str]] = {s: [] for s in SECTIONS}
     for node in root.iter("AbstractText"):
         label = (node.get("Label") or "").upper()
-        if label in sections:
-            sections[label] = " ".join("".join(node.itertext()).split())
-    mesh = root.find("MeSH")
-    major = [(m.text or "").strip() for m in mesh.findall("major")] if mesh is not None else []
-    minor = [(m.text or "").strip() for m in mesh.findall("minor")] if mesh is not None else []
-    images = [p.get("id", "") for p in root.findall("parentImage") if p.get("id")]
+        if label in found:
+            found[label].append(" ".join("".join(node.itertext()).split()))
+    sections = {s: str(_one_value(v, f"{s} sections", source)) if v else "" for s, v in found.items()}
+    terms = [([(m.text or "").strip() for m in mesh.findall("major")], [(m.text or "").strip() for m in mesh.findall("minor")])
+             for mesh in root.findall("MeSH")]
+    major, minor = _one_value(terms, "<MeSH> blocks", source) if terms else ([], [])
+    major, minor = [m for m in major if m], [m for m in minor if m]
+    if not major:
+        raise DataError(source, "no MeSH major term (<MeSH><major>...</major>), the source of the label; expected at least one",
+                        record=report_id)
+    images = list(dict.fromkeys(p.get("id", "").strip() for p in root.findall("parentImage") if (p.get("id") or "").strip()))
     return Report(report_id, sections, major, minor, images, source)
 
 
+def _check_complete(tar: tarfile.TarFile, path: Path) -> None:
+    """Refuse an archive that stops early or was damaged, which tarfile itself reads as a shorter archive.
+
+    tarfile ends its member list silently at a cut or garbled header; a complete archive has an end
+    marker (a zero block) there. Reading the stream to its end makes gzip check its CRC and length.
+    """
+    tar.fileobj.seek(tar.offset)
+    marker = tar.fileobj.read(tarfile.BLOCKSIZE)
+    if marker != tarfile.NUL * tarfile.BLOCKSIZE:
+        raise DataError(path, f"truncated or corrupt archive (no end-of-archive marker after the member at byte {tar.offset}: "
+                              f"{'the archive ends there' if not marker else 'a damaged header follows'}); delete it and fetch again")
+    while tar.fileobj.read(1 << 20):
+        pass
+
+
 def iter_report_files(path: str | os.PathLike) -> Iterator[tuple[str, bytes]]:
-    """(name, bytes) of every report XML, from the .tgz or from an extracted folder, in name order."""
+    """(name, bytes) of every report XML, from the .tgz or from an extracted folder, in name order.
+
+    The whole archive is checked (complete, checksums right) before the first report is given.
+    """
     path = Path(path)
     if path.is_dir():
         files = sorted(path.rglob("*.xml"))
@@ -97,15 +179,19 @@ def iter_report_files(path: str | os.PathLike) -> Iterator[tuple[str, bytes]]:
             members = sorted((m for m in tar.getmembers() if m.isfile() and m.name.endswith(".xml")), key=lambda m: m.name)
             if not members:
                 raise DataError(path, "archive holds no .xml reports")
+            _check_complete(tar, path)
             for m in members:
                 handle = tar.extractfile(m)
                 yield m.name, handle.read() if handle else b""
-    except (tarfile.TarError, EOFError, OSError) as e:
+    except ARCHIVE_ERRORS as e:
         raise DataError(path, f"truncated or corrupt archive ({type(e).__name__}: {e}); delete it and fetch again") from None
 
 
 def read_reports(path: str | os.PathLike) -> tuple[list[Report], Exclusions]:
-    """All parseable reports; malformed files and duplicate ids are excluded and counted, not raised."""
+    """All usable reports; unusable files and duplicate ids are excluded and counted, not raised.
+
+    The reason kept is the parser's whole message (an encoding fault stays an encoding fault).
+    """
     reports: list[Report] = []
     excluded = Exclusions()
     seen: set[str] = set()
@@ -113,7 +199,7 @@ def read_reports(path: str | os.PathLike) -> tuple[list[Report], Exclusions]:
         try:
             report = parse_report(data, f"{path}:{name}")
         except DataError as e:
-            excluded.add("read_reports", e.problem.split(" (")[0], [name])
+            excluded.add("read_reports", e.problem, [name])
             continue
         if report.report_id in seen:
             excluded.add("read_reports", "duplicate report id (the first file was kept)", [f"{report.report_id} ({name})"])
@@ -124,14 +210,25 @@ def read_reports(path: str | os.PathLike) -> tuple[list[Report], Exclusions]:
 
 
 def read_view_positions(path: str | os.PathLike) -> dict[str, str]:
-    """Normalised image id → DICOM View Position ('' where the header has none)."""
-    try:
-        frame = pd.read_csv(path, usecols=["imageid", "View Position"], dtype=str)
-    except ValueError as e:
-        raise DataError(path, f"expected columns 'imageid' and 'View Position' ({e})") from None
-    except (OSError, EOFError) as e:
-        raise DataError(path, f"unreadable ({type(e).__name__}: {e})") from None
-    return {normalise_image_id(i): (v or "").strip().upper() for i, v in zip(frame["imageid"], frame["View Position"].fillna(""))}
+    """Normalised image id → DICOM View Position ('' where the header has none).
+
+    DataError naming the row when an image id is empty or one image is given two different views
+    (the frontal choice would then depend on the row order).
+    """
+    wanted = ("imageid", "View Position")
+    frame = read_csv_checked(path, "the columns 'imageid' and 'View Position'", usecols=lambda c: c in wanted, dtype=str)
+    missing = [c for c in wanted if c not in frame.columns]
+    if missing:
+        raise DataError(path, f"expected columns 'imageid' and 'View Position'; missing {missing}")
+    ids = frame["imageid"].fillna("").str.strip()
+    if ids.eq("").any():
+        raise DataError(path, "empty imageid; expected an image id like CXR1_IM-0001-3001", record=f"row {int(ids.eq('').to_numpy().argmax()) + 2}")
+    views: dict[str, str] = {}
+    for row, (image_id, view) in enumerate(zip(ids.map(normalise_image_id), frame["View Position"].fillna("").str.strip().str.upper())):
+        if views.setdefault(image_id, view) != view:
+            raise DataError(path, f"View Position {view!r} contradicts {views[image_id]!r} given to the same image earlier; expected one view per image",
+                            record=f"row {row + 2}, {image_id}")
+    return views
 
 
 def select_frontal(image_ids: list[str], views: dict[str, str] | None) -> tuple[str | None, str]:
@@ -191,7 +288,7 @@ def read_iu_xray(root: str | os.PathLike, image_size: int, load_pixels: bool = T
             "images": "; ".join(r.images),
             "frontal_image": frontal or "",
             "view_source": how,
-            "source_file": Path(r.source_file).name,
+            "source_file": Path(r.source_file.rsplit(":", 1)[-1]).name,  # "<archive or folder>:<member>" → the XML's name
         })
     cases = pd.DataFrame(rows).sort_values("case_id", key=lambda s: s.str[3:].astype(int)).reset_index(drop=True)
     cases["image_index"] = -1
