@@ -57,6 +57,8 @@ def prepare(role: str, params: Mapping[str, Any]) -> Cohort:
     cohort = load_source(role, data["source"], data["path"], int(params["image_size"]))
     if role == "iu":
         cohort = compose_text(cohort, data.get("text_sections", ["findings", "impression"]))
+        if cohort.cases.empty:
+            raise DataError(data["path"], f"no case has text in the sections {data.get('text_sections')}; every one is in the exclusions")
         stratify = "label"
     else:
         if not cohort.label_names:
@@ -64,7 +66,10 @@ def prepare(role: str, params: Mapping[str, Any]) -> Cohort:
         cohort.cases["any_finding"] = (cohort.cases[cohort.label_names].sum(axis=1) > 0).astype(int)
         stratify = "any_finding"
     split = params["splits"]
-    cohort.cases = make_splits(cohort.cases, int(split["count"]), split["fractions"], int(params["seed"]), stratify=stratify)
+    try:
+        cohort.cases = make_splits(cohort.cases, int(split["count"]), split["fractions"], int(params["seed"]), stratify=stratify)
+    except DataError as e:  # name the data that cannot be split, not only the split column
+        raise DataError(data["path"], f"its {len(cohort.cases)} cases cannot be split as asked: {e}") from None
     cohort.parameters = {"role": role, "data": dict(data), "image_size": params["image_size"], "splits": dict(split),
                          "seed": params["seed"], "source_parameters": cohort.parameters}
     cohort.validate()
