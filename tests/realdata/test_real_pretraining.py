@@ -7,13 +7,16 @@ itself; the CPU run of the shared-real profile (docs/IMAGE.md) is the measuremen
 """
 
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from replication.data.chestxray14 import LABELS, read_chestxray14
 from replication.data.splits import make_splits
-from replication.image_experiment import PUBLISHED_CXR14_MEAN_AUROC, image_split, pretrain, pretrain_markdown
+from replication.experiments.images import image_split
+from replication.experiments.pretrain import comparable_with_published, pretrain, pretrain_markdown, published_mean_auroc
+from replication.experiments.reference import load_reference
 from replication.models.densenet import check_images, encoder_of, finetune_model, save_encoder
 
 pytestmark = [pytest.mark.realdata, pytest.mark.slow]
@@ -39,19 +42,21 @@ def test_real_images_pass_the_model_input_checks_and_split_patient_wise(cohort):
 
 
 def test_one_epoch_of_the_recipe_on_real_radiographs(cohort, tmp_path):
-    params = {"seed": 2019, "image_size": SIZE, "pretrain": {
-        "architecture": "densenet121", "initialisation": "imagenet", "split": 0, "optimizer": "adam", "learning_rate": 1e-3,
-        "batch_size": 16, "epochs": 1, "flip": True, "class_weighting": True, "plateau": {"factor": 0.1, "patience": 1},
-        "keep_best": True, "mixed_precision": False}}
-    result = pretrain(cohort, params, checkpoint_dir=tmp_path / "ckpt", checkpoint_key="real", log=None)
-    m = result.metrics
-    assert m["synthetic"] is False and m["labels"] == list(LABELS) and m["published_mean_auroc"] == PUBLISHED_CXR14_MEAN_AUROC
-    assert set(m["test"]["auroc"]) == set(LABELS)
-    scored = [v for v in m["test"]["auroc"].values() if math.isfinite(v)]
-    assert len(scored) == m["test"]["classes_scored"] >= 10 and 0 <= m["test"]["mean_auroc"] <= 1
+    from dataclasses import replace
+
+    from replication.params import profile_params
+
+    repo = Path(__file__).resolve().parents[2]
+    section = replace(profile_params("default", repo).pretrain, epochs=1)
+    result = pretrain(cohort, section, SIZE, 2019, checkpoint_dir=tmp_path / "ckpt", checkpoint_key="real", log=None)
+    m = result.manifest
+    assert m["synthetic"] is False and m["labels"] == list(LABELS) and comparable_with_published(result)
+    assert set(result.test["auroc"]) == set(LABELS)
+    scored = [v for v in result.test["auroc"].values() if math.isfinite(v)]
+    assert len(scored) == result.test["classes_scored"] >= 10 and 0 <= result.test["mean_auroc"] <= 1
     # real prevalences: every weight in [0, 1], rare findings weigh their positives most
     assert 0.5 < m["class_weights"]["positive"]["Hernia"] <= 1.0 and m["class_weights"]["positive"]["Infiltration"] < 0.95
-    table = pretrain_markdown(m)
+    table = pretrain_markdown(result, published_mean_auroc(load_reference(repo / "paper" / "reference.yaml")))
     assert "CheXNet" in table and "| Hernia |" in table
     path = save_encoder(result.model, tmp_path / "encoder.weights.h5", labels=list(LABELS))
     fine = finetune_model(SIZE, weights=path)
@@ -59,14 +64,14 @@ def test_one_epoch_of_the_recipe_on_real_radiographs(cohort, tmp_path):
         np.testing.assert_array_equal(a, b)
     # the localisation scoring on the real BBox_List_2017 boxes (the numbers mean nothing after one epoch at 32 px;
     # the path from real boxes to per-finding accuracy at T(IoBB) does)
-    from replication.detection import box_study
+    from replication.experiments.localisation import box_study, published_iobb
     from replication.io import write_json
     from replication.training.checkpoint import save_model_weights
 
     save_model_weights(result.model, tmp_path / "model.weights.h5")
     write_json(tmp_path / "model.json", {"architecture": "densenet121", "image_size": SIZE, "labels": list(LABELS)})
-    cfg = {"images": 12, "steps": 8, "rule": "gauss_legendre", "sight_sensitivity": 0.7}
-    boxes, methods = box_study(cohort, str(tmp_path), cfg, seed=0)
+    params = replace(profile_params("default", repo).localisation, images=12, steps=8, rule="gauss_legendre", sight_sensitivity=0.7)
+    boxes, methods = box_study(cohort, str(tmp_path), params, 0, published_iobb(load_reference(repo / "paper" / "reference.yaml")))
     assert set(boxes["ground_truth"]) == {"BBox_List_2017"} == set(methods["ground_truth"])
     assert (methods["boxes"] == 12).all() and {"Otsu threshold", "threshold only, tuned (2-fold)"} <= set(methods["method"])
     overall = boxes[boxes["finding"] == "all findings"].iloc[0]

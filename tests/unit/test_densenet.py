@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from replication.errors import DataError, ParameterError
-from replication.image_experiment import resolve_imagenet
+from replication.experiments.images import resolve_imagenet
 from replication.models.densenet import (ARCHITECTURES, FEATURES_LAYER, GreyToRGB, WeightsUnavailable, architecture, check_images,
                                          encoder_base, encoder_of, finetune_model, image_encoder, image_features,
                                          imagenet_weights_path, load_encoder_weights, load_imagenet_weights, model_input, normalise,
@@ -162,6 +162,7 @@ def test_imagenet_weights_are_found_in_the_keras_cache_never_downloaded(tmp_path
     empty.mkdir()
     weights, used, note = resolve_imagenet("densenet121", False, [str(empty)], log=None)
     assert (weights, used) == (None, "scratch") and "not available offline" in note and "scratch" in note
+    assert str(empty) not in note and str(tmp_path) not in note  # the note is committed: no machine paths in it
     with pytest.raises(WeightsUnavailable, match="densenet121_weights_tf_dim_ordering_tf_kernels_notop.h5"):
         resolve_imagenet("densenet121", True, [str(empty)], log=None)
     # a stand-in for Keras' cached file (same format: legacy h5 of the no-top network) under $KERAS_HOME/models

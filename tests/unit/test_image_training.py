@@ -10,7 +10,8 @@ import pandas as pd
 import pytest
 
 from replication.errors import DataError, ParameterError
-from replication.image_experiment import NOT_OFFLINE, TransferResult, summarise_transfer, transfer_markdown
+from replication.experiments.transfer import (NOT_OFFLINE, TransferResult, plot_transfer_curves, summarise_transfer, transfer_markdown,
+                                              transfer_metrics)
 from replication.models.densenet import GreyToRGB
 from replication.params import PlateauParams
 from replication.training.batches import Batches, IndexedImages
@@ -259,11 +260,58 @@ def test_transfer_summary_compares_with_scratch_and_lists_what_did_not_run():
     assert summary["densenet121/imagenet"] == {"not_run": NOT_OFFLINE}
     table = transfer_markdown(summary, synthetic=True)
     assert "SYNTHETIC" in table and "not run: weights not available offline" in table and "+0.100" in table
+    # metrics.json: numbers only, per initialisation that ran (what did not run is the manifest's)
+    metrics = transfer_metrics(summary)
+    assert list(metrics) == ["densenet121/chestxray14", "densenet121/scratch"]
+    pre = metrics["densenet121/chestxray14"]
+    assert pre["final_val_accuracy"] == pytest.approx(0.74) and pre["final_val_accuracy_sd"] == pytest.approx(0.02 / 2**0.5)
+    assert pre["minus_scratch"] == pytest.approx(0.1) and pre["splits_better_than_scratch"] == 2
+    assert pre["test_auroc"] == pytest.approx(0.7) and pre["majority_class_val_accuracy"] == pytest.approx(0.6)
+    assert "minus_scratch" not in metrics["densenet121/scratch"]
+    assert all(isinstance(v, (int, float)) for row in metrics.values() for v in row.values())
+
+
+def _fake_pretrain(labels, synthetic):
+    from replication.experiments.pretrain import PretrainResult
+
+    test = {"auroc": {n: 0.6 + 0.01 * i for i, n in enumerate(labels)}, "mean_auroc": 0.65, "classes_scored": len(labels), "loss": 0.3}
+    val = {"auroc": {n: 0.55 for n in labels}, "mean_auroc": 0.55, "classes_scored": len(labels), "loss": 0.4}
+    test["auroc"][labels[-1]] = float("nan")
+    manifest = {"synthetic": synthetic, "architecture": "densenet121", "image_size": 32, "initialisation_used": "scratch",
+                "initialisation_requested": "imagenet", "epochs_trained": 4, "split": "split_0", "labels": list(labels),
+                "counts": {"train": 100, "val": 20, "test": 30}, "positives": {"test": {n: 3 for n in labels}},
+                "notes": ["a note"]}
+    return PretrainResult(None, {"epoch": [1, 2, 3, 4]}, test, val, 3, manifest)
+
+
+def test_pretrain_metrics_table_and_the_published_means_from_the_reference(tmp_path):
+    from pathlib import Path
+
+    import yaml
+
+    from replication.experiments.pretrain import plot_pretrain_auroc, pretrain_markdown, pretrain_metrics, published_mean_auroc
+
+    reference = yaml.safe_load((Path(__file__).resolve().parents[2] / "paper" / "reference.yaml").read_text())
+    published = published_mean_auroc(reference)
+    assert published["CheXNet (Rajpurkar et al. 2017)"] == 0.841 and published["Wang et al. 2017 (ChestX-ray8 paper)"] == 0.738
+    assert all(v["source"] for v in reference["published"]["chestxray14_mean_auroc"]["values"].values())
+    with pytest.raises(DataError, match="published.chestxray14_mean_auroc"):
+        published_mean_auroc({"published": {}})
+
+    real = _fake_pretrain([f"finding_{i}" for i in range(14)], synthetic=False)
+    metrics = pretrain_metrics(real)
+    assert metrics["test"]["mean_auroc"] == 0.65 and metrics["val"] == {"mean_auroc": 0.55} and metrics["kept_epoch"] == 3
+    assert metrics["test"]["auroc"]["finding_1"] == pytest.approx(0.61) and np.isnan(metrics["test"]["auroc"]["finding_13"])
+    table = pretrain_markdown(real, published)
+    assert "CheXNet (Rajpurkar et al. 2017): 0.841" in table and "**0.650**" in table and "weights kept from epoch 3" in table
+    assert "| finding_13 | undefined (one class) | 3 | 0.550 |" in table and "Note: a note" in table
+    # synthetic (or not 14 findings): nothing to compare with, the published means stay out
+    synthetic = pretrain_markdown(_fake_pretrain(["a", "b", "c"], synthetic=True), published)
+    assert "SYNTHETIC" in synthetic and "CheXNet" not in synthetic
+    assert plot_pretrain_auroc(real, tmp_path / "auroc.png", published).read_bytes()[:4] == b"\x89PNG"
 
 
 def test_transfer_figure_png_and_offline_html(tmp_path):
-    from replication.figures import plot_transfer_curves
-
     result = _fake_transfer()
     written = plot_transfer_curves(result.history, tmp_path / "fig4.png", tmp_path / "fig4.html", "test",
                                    not_run={"densenet121/imagenet": NOT_OFFLINE}, baseline=0.6)
