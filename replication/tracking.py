@@ -4,6 +4,8 @@ A fit's history (a dict of equal-length lists, `epoch` among them) is logged aft
 callback, because the loop records validation metrics that Keras' callbacks do not see (AUROC, per-class
 values) and a resumed fit restores its history from the checkpoint. Steps are the epoch numbers (1, 2, ...).
 Each series folder holds `plots/metrics/<metric>.tsv` and dvclive's `metrics.json` (the last epoch).
+dvclive asks git for the current commit: inside a git repository that has no commit yet it fails (a clone, or a
+folder outside git, is fine).
 """
 
 from __future__ import annotations

@@ -3,7 +3,9 @@ import pytest
 
 from replication.errors import ParameterError
 from replication.models.text_cnn import compile_text_cnn, text_cnn, text_features
-from replication.train import TrainingError, auroc, evaluate_binary, fit_binary, seed_everything
+from replication.training.loop import TrainingError, fit_binary
+from replication.training.metrics import auroc, evaluate_binary
+from replication.training.seeding import seed_everything
 
 
 @pytest.mark.parametrize("pool_size, width", [(2, 10 * (69 + 68 + 68)), (None, 30)])
