@@ -103,7 +103,7 @@ def read_data_entry(path: str | os.PathLike) -> pd.DataFrame:
     out = pd.DataFrame({
         "case_id": frame["Image Index"].fillna("").str.strip(),
         "patient_id": frame["Patient ID"].fillna("").str.strip(),
-        "view_position": frame.get("View Position", pd.Series("", index=frame.index)).fillna(""),
+        "view_position": frame.get("View Position", pd.Series("", index=frame.index)).fillna("").astype(str).str.strip(),
     })
 
     def refuse(bad: pd.Series, problem: str, column: str) -> None:
