@@ -38,6 +38,10 @@ RULES = ("gauss_legendre", "trapezoid", "midpoint", "riemann_left")
 # one with every image of that table below 1% at 256, and it never evaluates the gradient at the ends of the path.
 DEFAULT_RULE = "midpoint"
 DEFAULT_STEPS = 256
+# Path points per call: a memory bound (activations for the backward pass grow with it). 64 holds the 50 steps of
+# the benchmarks (plus the path's end) in one call at every size measured, where fewer calls cost less per-call
+# overhead; the times and peak memory by batch size are in docs/PERFORMANCE.md.
+DEFAULT_BATCH_SIZE = 64
 TINY = 1e-12  # floor of |F(x) - F(baseline)| in the relative completeness delta
 
 
@@ -134,11 +138,11 @@ def _backend_module():
     return module
 
 
-def _functions(model: Any, specs: tuple, compiled: bool) -> tuple[Callable, Callable]:
-    """(forward, path) for this model, input specs and mode: traced once, then served from the cache."""
+def _functions(model: Any, specs: tuple, compiled: bool, jit_compile: bool) -> Callable:
+    """The path-gradient function for this model, input specs and mode: traced once, then served from the cache."""
     module = _backend_module()
-    return _cached(model, ("gradients", module.__name__, specs, bool(compiled)),
-                   lambda: module.make_functions(model, specs, compiled))
+    return _cached(model, ("gradients", module.__name__, specs, bool(compiled), bool(compiled and jit_compile)),
+                   lambda: module.make_functions(model, specs, compiled, jit_compile))
 
 
 # --------------------------------------------------------------------------------------------- inputs
@@ -217,49 +221,80 @@ def _check_integer(name: str, value: Any, minimum: int) -> None:
 
 
 # --------------------------------------------------------------------------------------------- core
+def _chunks(total: int, batch_size: int) -> list[tuple[int, int]]:
+    """`total` rows in the fewest calls of at most `batch_size`, balanced (50 rows by 32: 25 + 25, not 32 + 18)."""
+    n = -(-total // batch_size)
+    bounds = [round(i * total / n) for i in range(n + 1)]
+    return list(zip(bounds[:-1], bounds[1:]))
+
+
 def _run(model: Any, xs: list[np.ndarray], bs: list[np.ndarray], key: tuple, output_index: int,
-         alphas: np.ndarray, weights: np.ndarray, batch_size: int, compiled: bool):
-    """Weighted path-gradient sums per example, F(x) and F(baseline); the points of consecutive examples share
-    batches of `batch_size`, so small `steps` still fill them."""
-    forward, path = _functions(model, key, compiled)
-    n_examples, m = xs[0].shape[0], len(alphas)
-    fx, fb = forward(xs), forward(bs)  # (E, units)
-    if output_index >= fx.shape[1]:
-        raise ParameterError("output_index", output_index, f"an index below the model's {fx.shape[1]} output unit(s)")
-    for name, f in (("input", fx), ("baseline", fb)):
-        if not np.all(np.isfinite(f[:, output_index])):
-            raise ValueError(f"the model's output at the {name} is NaN/inf: integrated gradients are undefined there")
+         alphas: np.ndarray, weights: np.ndarray, batch_size: int, compiled: bool, jit_compile: bool, ends: bool):
+    """Weighted path-gradient sums per example, and (with `ends`) F(x) and F(baseline).
+
+    Every example's rows are its path points, then (where the rule does not evaluate them already) alpha = 1 and
+    alpha = 0 with zero weight: F(x) and F(baseline) come from the same calls instead of separate forward passes.
+    The rows of consecutive examples share calls of at most `batch_size`, so small `steps` still fill them.
+    """
+    path = _functions(model, key, compiled, jit_compile)
+    n_examples = xs[0].shape[0]
+    row_alphas, row_weights = list(alphas), list(weights)
+    at = {}  # alpha (0 or 1) -> its row within an example
+    for a in ((1.0, 0.0) if ends else ()):
+        hit = np.flatnonzero(alphas == a)
+        if len(hit):
+            at[a] = int(hit[0])
+        else:
+            at[a] = len(row_alphas)
+            row_alphas.append(a)
+            row_weights.append(0.0)
+    row_alphas, row_weights = np.asarray(row_alphas, np.float64), np.asarray(row_weights, np.float64)
+    m = len(row_alphas)
     sums = [np.zeros(x.shape, dtype=np.float64) for x in xs]
-    total = n_examples * m
-    for start in range(0, total, batch_size):
-        point = np.arange(start, min(total, start + batch_size))
+    values = np.empty(n_examples * m, dtype=np.float64)
+    for start, stop in _chunks(n_examples * m, batch_size):
+        point = np.arange(start, stop)
         example, k = point // m, point % m
         e0, e1 = int(example[0]), int(example[-1]) + 1
         local = (example - e0).astype(np.int32)
         w = np.zeros((e1 - e0, len(point)), dtype=np.float64)
-        w[local, np.arange(len(point))] = weights[k]
-        _, chunk = path([x[e0:e1] for x in xs], [b[e0:e1] for b in bs], alphas[k], local, w, int(output_index))
+        w[local, np.arange(len(point))] = row_weights[k]
+        chunk_values, chunk, units = path([x[e0:e1] for x in xs], [b[e0:e1] for b in bs], row_alphas[k], local, w,
+                                          int(output_index))
+        if output_index >= units:
+            raise ParameterError("output_index", output_index, f"an index below the model's {units} output unit(s)")
+        values[start:stop] = chunk_values
         for s, c in zip(sums, chunk):
             s[e0:e1] += c
-    return sums, fx[:, output_index].astype(np.float64), fb[:, output_index].astype(np.float64)
+    values = values.reshape(n_examples, m)
+    if not ends:
+        return sums, None, None
+    fx, fb = values[:, at[1.0]], values[:, at[0.0]]
+    for name, f in (("input", fx), ("baseline", fb)):
+        if not np.all(np.isfinite(f)):
+            raise ValueError(f"the model's output at the {name} is NaN/inf: integrated gradients are undefined there")
+    return sums, fx, fb
 
 
 def integrated_gradients(model: Any, inputs: Any, *, output_index: int = 0, baseline: Any = None, steps: int = DEFAULT_STEPS,
-                         rule: str = DEFAULT_RULE, batch_size: int = 32, compiled: bool = True) -> Attribution:
+                         rule: str = DEFAULT_RULE, batch_size: int = DEFAULT_BATCH_SIZE, compiled: bool = True,
+                         jit_compile: bool = False) -> Attribution:
     """IG of a batch of examples for one output unit of any Keras model (functional or Sequential).
 
     `inputs`: a batch (leading dim; one example is a batch of one, ``x[None]``), or a list of batches for a
     multi-input model (every input is attributed). `baseline`: zeros by default; one example's baseline (shared)
     or one per example, per input. `output_index` counts the units of the model's output flattened per example
-    (several outputs are concatenated). The E x `steps` interpolation points run `batch_size` at a time through
-    one compiled function (`compiled=False`: eagerly).
+    (several outputs are concatenated). The E x `steps` interpolation points (plus the path's ends where the rule
+    does not evaluate them: F(x) and F(baseline) for the completeness delta) run in balanced calls of at most
+    `batch_size` points through one compiled function: `batch_size` bounds the memory, which grows with it
+    (`compiled=False`: eagerly; `jit_compile=True`: compiled with XLA on TensorFlow; JAX always uses XLA).
     """
     alphas, weights = interpolation(rule, steps)
     _check_integer("batch_size", batch_size, 1)
     _check_integer("output_index", output_index, 0)
     xs, key = _prepare(model, inputs)
     bs = _prepare_baseline(baseline, xs)
-    sums, fx, fb = _run(model, xs, bs, key, output_index, alphas, weights, batch_size, compiled)
+    sums, fx, fb = _run(model, xs, bs, key, output_index, alphas, weights, batch_size, compiled, jit_compile, ends=True)
     attributions = [(x.astype(np.float64) - b.astype(np.float64)) * s for x, b, s in zip(xs, bs, sums)]
     if not all(np.all(np.isfinite(a)) for a in attributions):
         raise ValueError("integrated gradients produced NaN/inf attributions: the model's output or gradient "
@@ -271,28 +306,30 @@ def integrated_gradients(model: Any, inputs: Any, *, output_index: int = 0, base
     return Attribution(attributions, delta, relative, fx, fb, int(steps), rule, len(alphas), int(output_index))
 
 
-def gradients(model: Any, inputs: Any, *, output_index: int = 0, batch_size: int = 32, compiled: bool = True) -> list[np.ndarray]:
+def gradients(model: Any, inputs: Any, *, output_index: int = 0, batch_size: int = DEFAULT_BATCH_SIZE, compiled: bool = True,
+              jit_compile: bool = False) -> list[np.ndarray]:
     """Plain gradients dF/dx of a batch of examples (saliency; what the authors used for text), `batch_size` per
     call: one (E, ...) array per model input. The path function at alpha = 1 with weight 1 is exactly the gradient."""
     _check_integer("batch_size", batch_size, 1)
     _check_integer("output_index", output_index, 0)
     xs, key = _prepare(model, inputs)
     zeros = [np.zeros_like(x) for x in xs]
-    sums, _, _ = _run(model, xs, zeros, key, output_index, np.ones(1), np.ones(1), batch_size, compiled)
+    sums, _, _ = _run(model, xs, zeros, key, output_index, np.ones(1), np.ones(1), batch_size, compiled, jit_compile, ends=False)
     if not all(np.all(np.isfinite(g)) for g in sums):
         raise ValueError("the gradient is NaN/inf at this input")
     return sums
 
 
 def completeness_table(model: Any, inputs: Any, steps: Sequence[int], rules: Sequence[str] = RULES, *,
-                       output_index: int = 0, baseline: Any = None, batch_size: int = 32, compiled: bool = True) -> list[dict[str, Any]]:
+                       output_index: int = 0, baseline: Any = None, batch_size: int = DEFAULT_BATCH_SIZE, compiled: bool = True,
+                       jit_compile: bool = False) -> list[dict[str, Any]]:
     """Relative completeness delta against steps for each rule, for a batch of examples: how many model
     evaluations a rule needs. One row per rule, steps and example (its `example` index)."""
     rows = []
     for rule in rules:
         for m in steps:
             r = integrated_gradients(model, inputs, output_index=output_index, baseline=baseline, steps=m, rule=rule,
-                                     batch_size=batch_size, compiled=compiled)
+                                     batch_size=batch_size, compiled=compiled, jit_compile=jit_compile)
             rows += [{"example": e, "rule": rule, "steps": int(m), "model_evaluations": r.model_evaluations,
                       "delta": float(r.delta[e]), "relative_delta": float(r.relative_delta[e])} for e in range(len(r))]
     return rows
@@ -398,8 +435,8 @@ class TextAttribution:
 
 def attribute_text(model: Any, token_ids: Any, *, other_inputs: Any = None, output_index: int = 0,
                    method: str = "integrated_gradients", baseline: Any = None, steps: int = DEFAULT_STEPS,
-                   rule: str = DEFAULT_RULE, batch_size: int = 32, compiled: bool = True,
-                   embedding_layer_name: str | None = None) -> TextAttribution:
+                   rule: str = DEFAULT_RULE, batch_size: int = DEFAULT_BATCH_SIZE, compiled: bool = True,
+                   jit_compile: bool = False, embedding_layer_name: str | None = None) -> TextAttribution:
     """Explain a batch of reports: IG (or the plain gradient) of the model cut at its embedding, w.r.t. the
     embedded text.
 
@@ -421,10 +458,11 @@ def attribute_text(model: Any, token_ids: Any, *, other_inputs: Any = None, outp
     head_inputs = head_inputs if len(head_inputs) > 1 else head_inputs[0]
     i = split.text_input_index
     if method == "gradients":
-        grads = gradients(split.head, head_inputs, output_index=output_index, batch_size=batch_size, compiled=compiled)
+        grads = gradients(split.head, head_inputs, output_index=output_index, batch_size=batch_size, compiled=compiled,
+                          jit_compile=jit_compile)
         return TextAttribution(ids, grads[i], method, i, None, grads[:i] + grads[i + 1:])
     result = integrated_gradients(split.head, head_inputs, output_index=output_index, baseline=baseline,
-                                  steps=steps, rule=rule, batch_size=batch_size, compiled=compiled)
+                                  steps=steps, rule=rule, batch_size=batch_size, compiled=compiled, jit_compile=jit_compile)
     parts = result.attributions
     return TextAttribution(ids, parts[i], method, i, result, parts[:i] + parts[i + 1:])
 

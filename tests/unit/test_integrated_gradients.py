@@ -236,6 +236,40 @@ def test_compiled_eager_and_batch_size_agree(conv_model, conv_input):
     assert np.allclose(g1[0], g2[0], rtol=1e-5, atol=1e-7)
 
 
+def test_jit_compile_gives_the_same_attributions(conv_model, conv_input):
+    """XLA (jit_compile=True) is an option of the same computation: equal attributions, predictions and gradients."""
+    batch = np.stack([conv_input, 0.5 * conv_input])
+    plain = integrated_gradients(conv_model, batch, steps=12, batch_size=10)
+    xla = integrated_gradients(conv_model, batch, steps=12, batch_size=10, jit_compile=True)
+    assert np.allclose(plain.attribution, xla.attribution, rtol=1e-5, atol=1e-7)
+    assert np.allclose(plain.prediction, xla.prediction, atol=1e-6) and np.allclose(plain.delta, xla.delta, atol=1e-6)
+    assert np.allclose(gradients(conv_model, batch)[0], gradients(conv_model, batch, jit_compile=True)[0], rtol=1e-5, atol=1e-7)
+
+
+def test_ends_of_the_path_are_the_model_at_input_and_baseline(conv_model, conv_input):
+    """F(x) and F(baseline) come from the path calls (a zero-weight point where the rule has none): they are the
+    model's outputs there, for every rule and a non-zero baseline, and the same call gives the same bits twice."""
+    baseline = np.full_like(conv_input, 0.3)
+    batch = np.stack([conv_input, conv_input[::-1]])
+    fx = np.asarray(conv_model(batch))[:, 0]
+    fb = np.asarray(conv_model(baseline[None]))[0, 0]
+    for rule in RULES:
+        r = integrated_gradients(conv_model, batch, baseline=baseline, steps=5, rule=rule, batch_size=4)
+        assert np.allclose(r.prediction, fx, atol=1e-6) and np.allclose(r.baseline_prediction, fb, atol=1e-6), rule
+        again = integrated_gradients(conv_model, batch, baseline=baseline, steps=5, rule=rule, batch_size=4)
+        assert np.array_equal(r.attribution, again.attribution) and np.array_equal(r.delta, again.delta), rule
+
+
+def test_calls_are_balanced_and_bounded():
+    """The rows go in the fewest calls of at most batch_size, of sizes differing by at most one."""
+    assert attribution._chunks(50, 32) == [(0, 25), (25, 50)]
+    assert attribution._chunks(51, 64) == [(0, 51)]
+    for total, bound in [(258, 64), (816, 64), (7, 1), (100, 33)]:
+        sizes = [b - a for a, b in attribution._chunks(total, bound)]
+        assert sum(sizes) == total and max(sizes) <= bound and max(sizes) - min(sizes) <= 1
+        assert len(sizes) == -(-total // bound)
+
+
 def test_a_single_example_is_a_batch_of_one(conv_model, conv_input):
     """Each row of a batch's IG (and plain gradient) is that example's IG as a batch of one; an example without its
     batch dim is refused, saying how to make it one."""
