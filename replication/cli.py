@@ -46,10 +46,11 @@ def _fetch(args: argparse.Namespace) -> int:
 
 
 def _prepare(args: argparse.Namespace) -> int:
-    from replication.data.prepare import prepare
-    from replication.params import load_params, plain
+    from replication.data.prepare import data_section, prepare
+    from replication.params import load_params
 
-    cohort = prepare(args.role, plain(load_params(args.params)))
+    params = load_params(args.params)
+    cohort = prepare(args.role, data_section(params, args.role), params.splits, params.image_size, params.seed)
     path = cohort.write(args.out or f"outputs/prepared/{args.role}")
     print(json.dumps(cohort.counts(), indent=2))
     print(f"-> {path}")

@@ -7,13 +7,14 @@ split columns; the prepared pretraining dataset has the multi-label targets and 
 from __future__ import annotations
 
 import os
-from typing import Any, Mapping, Sequence
+from typing import Sequence
 
 from replication.data.chestxray14 import read_chestxray14
 from replication.data.iu_xray import read_iu_xray
 from replication.data.splits import make_splits
 from replication.data.store import Cohort, read_cohort
 from replication.errors import DataError, ParameterError
+from replication.params import Cxr14Data, IuData, Params, SplitsParams, plain
 
 SOURCES = {"iu": ("synthetic", "iu_xray"), "cxr14": ("synthetic", "chestxray14")}
 SECTION_COLUMNS = ("comparison", "indication", "findings", "impression")
@@ -51,26 +52,31 @@ def compose_text(cohort: Cohort, sections: Sequence[str]) -> Cohort:
     return cohort
 
 
-def prepare(role: str, params: Mapping[str, Any]) -> Cohort:
-    """The prepared dataset for `role` ('iu' target or 'cxr14' pretraining) under these params."""
-    data = params["data"][role]
-    cohort = load_source(role, data["source"], data["path"], int(params["image_size"]))
+def data_section(params: Params, role: str) -> IuData | Cxr14Data:
+    """`params.data.<role>`, with an unknown role named."""
+    if role not in SOURCES:
+        raise ParameterError("data", role, f"one of {sorted(SOURCES)}")
+    return getattr(params.data, role)
+
+
+def prepare(role: str, data: IuData | Cxr14Data, splits: SplitsParams, image_size: int, seed: int) -> Cohort:
+    """The prepared dataset for `role` ('iu' target or 'cxr14' pretraining) from its `data` section."""
+    cohort = load_source(role, data.source, data.path, image_size)
     if role == "iu":
-        cohort = compose_text(cohort, data.get("text_sections", ["findings", "impression"]))
+        cohort = compose_text(cohort, list(data.text_sections))
         if cohort.cases.empty:
-            raise DataError(data["path"], f"no case has text in the sections {data.get('text_sections')}; every one is in the exclusions")
+            raise DataError(data.path, f"no case has text in the sections {list(data.text_sections)}; every one is in the exclusions")
         stratify = "label"
     else:
         if not cohort.label_names:
-            raise DataError(data["path"], "a pretraining cohort needs multi-label targets (label_names is empty)")
+            raise DataError(data.path, "a pretraining cohort needs multi-label targets (label_names is empty)")
         cohort.cases["any_finding"] = (cohort.cases[cohort.label_names].sum(axis=1) > 0).astype(int)
         stratify = "any_finding"
-    split = params["splits"]
     try:
-        cohort.cases = make_splits(cohort.cases, int(split["count"]), split["fractions"], int(params["seed"]), stratify=stratify)
+        cohort.cases = make_splits(cohort.cases, splits.count, plain(splits.fractions), seed, stratify=stratify)
     except DataError as e:  # name the data that cannot be split, not only the split column
-        raise DataError(data["path"], f"its {len(cohort.cases)} cases cannot be split as asked: {e}") from None
-    cohort.parameters = {"role": role, "data": dict(data), "image_size": params["image_size"], "splits": dict(split),
-                         "seed": params["seed"], "source_parameters": cohort.parameters}
+        raise DataError(data.path, f"its {len(cohort.cases)} cases cannot be split as asked: {e}") from None
+    cohort.parameters = {"role": role, "data": plain(data), "image_size": image_size, "splits": plain(splits),
+                         "seed": seed, "source_parameters": cohort.parameters}
     cohort.validate()
     return cohort

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from replication.data.prepare import prepare
-from replication.params import load_params, plain
+from replication.data.prepare import data_section, prepare
+from replication.params import load_params
 from replication.stages import arguments, timed
 
 
@@ -11,7 +11,7 @@ def main(argv: list[str] | None = None) -> int:
     args = arguments(argv, __doc__, "out", positional=("role",))
     params = load_params()
     with timed(f"prepare {args.role}", args.timings):
-        cohort = prepare(args.role, plain(params))
+        cohort = prepare(args.role, data_section(params, args.role), params.splits, params.image_size, params.seed)
         path = cohort.write(args.out)
     counts = cohort.counts()
     print(f"prepare {args.role}: {counts['cases']} cases, {counts['cases_with_image']} with an image, "

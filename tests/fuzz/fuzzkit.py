@@ -21,7 +21,8 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from hypothesis import settings
+import pytest
+from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from PIL import Image
 
@@ -633,3 +634,36 @@ def luma(rgb: np.ndarray) -> np.ndarray:
 
 def gz(data: bytes) -> bytes:
     return gzip.compress(data, mtime=0)
+
+
+# ------------------------------------------------------------------------------------ profiles and fixtures
+# Here rather than in a tests/fuzz/conftest.py: a second module named `conftest` would shadow tests/conftest.py for
+# the tests that `from conftest import REPO`. Each fuzz test module imports the fixtures it uses from here.
+_QUIET = [HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.filter_too_much, HealthCheck.function_scoped_fixture]
+settings.register_profile("fuzz", derandomize=True, database=None, deadline=None, print_blob=True, suppress_health_check=_QUIET)
+settings.register_profile("fuzz-explore", derandomize=False, deadline=None, print_blob=True, suppress_health_check=_QUIET)
+
+
+def _seeds(request, fixture: str, real, synthetic):
+    """Real records when the root conftest's fixture finds ../shared, else the synthetic stand-ins."""
+    try:
+        root = request.getfixturevalue(fixture)
+    except pytest.skip.Exception:
+        return synthetic()
+    return real(root)
+
+
+@pytest.fixture(scope="session")
+def iu_seeds(request) -> "IuSeeds":
+    return _seeds(request, "shared_iu_xray", real_iu_seeds, synthetic_iu_seeds)
+
+
+@pytest.fixture(scope="session")
+def cxr_seeds(request) -> "CxrSeeds":
+    return _seeds(request, "shared_chestxray14", real_cxr_seeds, synthetic_cxr_seeds)
+
+
+@pytest.fixture(scope="session")
+def radiographs(request) -> list:
+    """A few real radiographs (downscaled) as uint8 arrays, or synthetic ones."""
+    return _seeds(request, "shared_chestxray14", real_radiographs, synthetic_radiographs)

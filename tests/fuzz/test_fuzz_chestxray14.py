@@ -14,6 +14,7 @@ from hypothesis import given, strategies as st
 from PIL import Image
 
 from fuzzkit import BOX_EDITS, ENTRY_EDITS, Quiet, csv_text, fuzz, mutate_boxes, mutate_entry, write_cxr
+from fuzzkit import cxr_seeds  # noqa: F401 (pytest fixtures)
 from replication.data.chestxray14 import LABELS, read_chestxray14
 from replication.errors import DataError
 

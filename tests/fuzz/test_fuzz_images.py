@@ -14,6 +14,7 @@ from hypothesis import given, strategies as st
 from PIL import Image
 
 from fuzzkit import fuzz, luma
+from fuzzkit import radiographs  # noqa: F401 (pytest fixtures)
 from replication.data.images import ImageReadError, load_image, load_images
 
 MODES = ["L", "I;16", "RGB", "RGBA", "P", "P+transparency", "LA", "1", "constant-L", "constant-I;16"]

@@ -15,6 +15,7 @@ import pytest
 from hypothesis import given, strategies as st
 
 from fuzzkit import REPORT_EDITS, SECTIONS, Quiet, fuzz, make_tar, mutate_report, report_fields, serialise
+from fuzzkit import iu_seeds  # noqa: F401 (pytest fixtures)
 from replication.data.iu_xray import parse_report, read_iu_xray, read_reports, read_view_positions
 from replication.errors import DataError
 

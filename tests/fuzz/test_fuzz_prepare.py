@@ -14,6 +14,7 @@ import pytest
 from hypothesis import given, strategies as st
 
 from fuzzkit import Quiet, csv_text, fuzz, mutate_boxes, mutate_entry, mutate_report, report_fields, serialise, write_cxr
+from fuzzkit import cxr_seeds, iu_seeds  # noqa: F401 (pytest fixtures)
 from replication.data.chestxray14 import LABELS
 from replication.data.iu_xray import parse_report
 from replication.data.prepare import prepare
@@ -24,10 +25,13 @@ SPLITS = {"count": 1, "fractions": {"train": 0.5, "val": 0.25, "test": 0.25}}
 CLONES = 3  # each seed report is also written under 3 more ids, so that every split part holds both labels
 
 
-def _params(role: str, path: Path) -> dict:
-    source = {"iu": {"source": "iu_xray", "path": str(path), "text_sections": ["findings", "impression"]},
-              "cxr14": {"source": "chestxray14", "path": str(path)}}[role]
-    return {"seed": 2019, "image_size": 16, "splits": SPLITS, "data": {role: source}}
+def _prepare(role: str, path: Path):
+    """`prepare` with the sections a profile would give it: the real source at `path`, 16 px, SPLITS."""
+    from replication.params import Cxr14Data, IuData, SplitsParams, build
+
+    source = (build(IuData, {"source": "iu_xray", "path": str(path), "text_sections": ["findings", "impression"]}) if role == "iu"
+              else build(Cxr14Data, {"source": "chestxray14", "path": str(path)}))
+    return prepare(role, source, build(SplitsParams, SPLITS), 16, 2019)
 
 
 def _clone(data: bytes, k: int) -> bytes:
@@ -54,7 +58,7 @@ def _write_iu(root: Path, files: dict[str, bytes]) -> Path:
 
 def _prepared(role: str, root: Path):
     """prepare, written and read back as the pipeline does (hashes verified)."""
-    cohort = prepare(role, _params(role, root))
+    cohort = _prepare(role, root)
     cohort.write(root / "prepared")
     manifest = json.loads((root / "prepared" / "manifest.json").read_text())
     return read_cohort(root / "prepared", verify=True), manifest

@@ -36,14 +36,15 @@ def test_text_is_composed_from_the_chosen_sections_and_empty_text_is_counted():
 
 def test_prepare_adds_splits_to_a_synthetic_source(tmp_path):
     sectioned().write(tmp_path / "syn")
-    params = {"seed": 1, "image_size": 32, "splits": {"count": 2, "fractions": {"train": 0.6, "val": 0.2, "test": 0.2}},
-              "data": {"iu": {"source": "synthetic", "path": str(tmp_path / "syn"), "text_sections": ["findings", "impression"]}}}
-    cohort = prepare("iu", params)
+    from replication.params import IuData, SplitsParams, build
+
+    data = build(IuData, {"source": "synthetic", "path": str(tmp_path / "syn"), "text_sections": ["findings", "impression"]})
+    splits = build(SplitsParams, {"count": 2, "fractions": {"train": 0.6, "val": 0.2, "test": 0.2}})
+    cohort = prepare("iu", data, splits, 32, 1)
     assert cohort.split_columns == ["split_0", "split_1"] and len(cohort.cases) == 38
     assert cohort.parameters["splits"]["count"] == 2 and cohort.synthetic
-    params["image_size"] = 64
     with pytest.raises(DataError, match="synthetic images are 32 px but image_size is 64"):
-        prepare("iu", params)
+        prepare("iu", data, splits, 64, 1)
 
 
 def test_unknown_sources_name_the_parameter():
