@@ -32,25 +32,32 @@ A GPU run (tensorflow[and-cuda] build, `make env EXTRAS=gpu,dev`) writes its own
 TARGET_REGIONS_SPEEDUP = 100.0
 TARGET_LARGE_MAP_SECONDS = 1.0
 TARGET_LARGE_MAP_POINTS = 50_000
-TARGET_IG_SPEEDUP = 2.0
+TARGET_IG_SPEEDUP = 1.0  # against the authors' loop in a tf.function, at equal steps
+TARGET_FLOOR_FRACTION = 0.6  # of the x2 FLOP floor at 224 px
 TARGET_EVALUATION_RATIO = 2.0
 TARGET_MEMORY_R2 = 0.98
 
 
 # --------------------------------------------------------------------------------------------- loading
 def load(paths: Iterable[str | Path]) -> dict[str, Any]:
-    """One or more pytest-benchmark JSON files: the first one's machine, every file's benchmarks."""
+    """One or more pytest-benchmark JSON files: the first one's machine, every file's benchmarks; each benchmark
+    group comes from the first file that has it (a later CPU run's groups fill in what an IG-only run left out,
+    a GPU run adds its own groups), so no table mixes two runs."""
+    paths = list(paths)
     runs = [json.loads(Path(p).read_text()) for p in paths]
     if not runs:
         raise SystemExit("report.py: no JSON file given")
-    benchmarks = []
+    benchmarks, owner = [], {}
     for path, run in zip(paths, runs):
         for bench in run.get("benchmarks", []):
+            group = bench.get("group") or bench.get("name")
+            if owner.setdefault(group, str(path)) != str(path):
+                continue
             bench = dict(bench)
             bench["_source"] = str(path)
             bench["_machine"] = run.get("machine_info", {})
             benchmarks.append(bench)
-    return {"runs": runs, "paths": [str(p) for p in paths], "benchmarks": benchmarks}
+    return {"runs": runs, "paths": [str(p) for p in paths], "benchmarks": benchmarks, "group_sources": owner}
 
 
 def _info(bench: dict) -> dict:
@@ -159,6 +166,10 @@ def machine_section(data: dict) -> tuple[str, bool]:
                 f"{' (uncommitted changes)' if (run.get('commit_info') or {}).get('dirty') else ''}; "
                 f"{len(data['benchmarks'])} benchmarks from {', '.join(f'`{p}`' for p in data['paths'])}"],
     ]
+    later = sorted(g for g, src in (data.get("group_sources") or {}).items() if src != data["paths"][0])
+    if later:
+        rows.append(["earlier runs", "these groups come from a later file on the command line (another run, its own "
+                     f"machine and load; each table holds one run): {', '.join(f'`{g}`' for g in later)}"])
     return "## Machine\n\n" + table(["", ""], rows), loaded
 
 
@@ -176,24 +187,41 @@ def ig_same_steps(benchmarks: list[dict]) -> list[dict]:
     for bench in sorted(ig, key=lambda b: (_info(b)["size"], _order(_info(b)))):
         info = _info(bench)
         base = _one(ig, size=info["size"], implementation="baseline")
-        t, tb = seconds(bench), seconds(base)
+        base_c = _one(ig, size=info["size"], implementation="baseline_compiled")
+        images = info.get("images") or 1
+        t = seconds(bench) / images if seconds(bench) else None  # per image
+        tb, tc = seconds(base), seconds(base_c)
         inter = info.get("interleaved") or {}
         floor = floors.get(str(info["size"])) or {}
         rows.append({"size": info["size"], "implementation": info["implementation"], "batch_size": info.get("batch_size"),
-                     "compiled": info.get("compiled"), "seconds": t, "images_per_s": 1 / t if t else None,
-                     "speedup": tb / t if t and tb else None, "interleaved_speedup": inter.get("speedup_vs_baseline"),
+                     "compiled": info.get("compiled"), "jit_compile": bool(info.get("jit_compile")), "images": images,
+                     "default": bool(info.get("default")), "seconds": t, "images_per_s": 1 / t if t else None,
+                     "speedup": tb / t if t and tb else None, "speedup_compiled": tc / t if t and tc else None,
+                     "interleaved_speedup": inter.get("speedup_vs_baseline"),
                      "interleaved_speedup_compiled": inter.get("speedup_vs_baseline_compiled"),
                      "interleaved_rounds": inter.get("rounds"),
                      "floor_fraction_x3": floor.get("floor_s_x3") / t if t and floor else None,
                      "floor_fraction_x2": floor.get("floor_s_x2") / t if t and floor else None,
                      "difference": info.get("max_relative_difference"), "rss": info.get("process_peak_rss_gib"),
+                     "peak": info.get("peak_rss_gib"), "rise": info.get("rss_rise_gib"), "first_call": info.get("first_call_s"),
                      "name": bench.get("name")})
     return rows
 
 
+def _default_rows(benchmarks: list[dict]) -> list[dict]:
+    """The library's default path (one image, default options) at each size."""
+    return [r for r in ig_same_steps(benchmarks) if r["implementation"] == "library" and r["default"]]
+
+
+def _vs_compiled(r: dict) -> float | None:
+    """The ratio to the compiled baseline the targets use: interleaved where measured, else from the minima."""
+    return r["interleaved_speedup_compiled"] if r["interleaved_speedup_compiled"] is not None else r["speedup_compiled"]
+
+
 def _order(info: dict) -> tuple:
     return ({"baseline": 0, "baseline_compiled": 1, "library": 2}.get(info.get("implementation"), 3),
-            not info.get("compiled", True), info.get("batch_size") or 0)
+            not info.get("default", False), not info.get("compiled", True), bool(info.get("jit_compile")),
+            info.get("images") or 1, -(info.get("batch_size") or 0))
 
 
 def _flop_floors(benchmarks: list[dict]) -> dict:
@@ -207,28 +235,37 @@ def ig_same_steps_section(benchmarks: list[dict]) -> str:
         return ""
     out = []
     for r in rows:
-        mode = ("compiled" if r["compiled"] else "eager")
+        mode = "eager" if not r["compiled"] else ("XLA" if r["jit_compile"] else "compiled")
         what = {"baseline": "baseline (authors)", "baseline_compiled": "baseline in a tf.function",
-                "library": "library"}.get(r["implementation"], r["implementation"])
+                "library": "library" + (" (default)" if r["default"] else "")}.get(r["implementation"], r["implementation"])
         inter = "—"
         if r["interleaved_speedup"] is not None:
             inter = fmt_ratio(r["interleaved_speedup"])
             if r["interleaved_speedup_compiled"] is not None:
-                inter += f" ({fmt_ratio(r['interleaved_speedup_compiled'])} vs tf.function baseline)"
-        floor = "—" if r["floor_fraction_x2"] is None else f"{100 * r['floor_fraction_x2']:.0f}% / {100 * r['floor_fraction_x3']:.0f}%"
+                inter += f" / {fmt_ratio(r['interleaved_speedup_compiled'])}"
+        floor = "—" if r["floor_fraction_x2"] is None else f"{100 * r['floor_fraction_x2']:.0f}%"
         diff = "—" if r["difference"] is None else f"{r['difference']:.1e}"
-        out.append([f"{r['size']} px", what, r["batch_size"], mode, fmt_time(r["seconds"]), fmt_rate(r["images_per_s"], 3),
-                    fmt_ratio(r["speedup"]) if r["implementation"] != "baseline" else "1×", inter, floor, diff])
-    text = ("## Integrated gradients: the same work (DenseNet-121, left Riemann, 50 steps, one image)\n\n"
-            "Library: `integrated_gradients(model, x[None], steps=50, rule=\"riemann_left\", batch_size=b)`. Baseline: the "
-            "authors' batch of 50 interpolated images built in NumPy and one gradient call on all of it "
-            "(`benchmarks/baseline_authors.py`), eagerly as a TF2 notebook runs it, and (64/128 px) inside a "
-            "`tf.function`. *speed-up* = baseline time / this time (minimum over rounds); *interleaved* = median "
-            "of per-round ratios of calls made in turn (order reversed every other round), the same load on both. *FLOP floor* = 50 × (forward + input-gradient) "
-            "FLOPs ÷ the measured matmul peak, ×2 / ×3 forward (×3 also counts the weight gradients IG does not need). "
-            "*max diff* = max |library − baseline| / max |baseline| (must be ≤ 1e-5).\n\n")
-    return text + table(["size", "implementation", "batch", "mode", "time / image", "images/s", "speed-up",
-                         "interleaved speed-up", "FLOP floor (×2 / ×3)", "max diff"], out)
+        memory = "—" if r["peak"] is None else f"{r['peak']:.2f} GiB" + (f" ({r['rise']:+.2f})" if r.get("rise") is not None else "")
+        out.append([f"{r['size']} px", what, r["images"], r["batch_size"], mode, fmt_time(r["seconds"]), fmt_rate(r["images_per_s"], 3),
+                    fmt_ratio(r["speedup"]) if r["implementation"] != "baseline" else "1×",
+                    fmt_ratio(r["speedup_compiled"]) if r["implementation"] != "baseline_compiled" else "1×", inter, floor,
+                    memory, "—" if r["first_call"] is None else f"{r['first_call']:.1f} s", diff])
+    text = ("## Integrated gradients: the same work (DenseNet-121, left Riemann, 50 steps)\n\n"
+            "Library: `integrated_gradients(model, x, steps=50, rule=\"riemann_left\")` on one image (`x[None]`) or a batch "
+            "of *images* (the points of consecutive images share calls), *batch* = the bound on path points per call "
+            "(`batch_size`; *default* = every other option at its default); it also evaluates F(x) for the completeness delta "
+            "(one more point per image, zero weight; F(baseline) is the path's first point), which the baseline does not. "
+            "Baseline: the authors' batch of 50 interpolated images built in NumPy and one gradient call on all of it "
+            "(`benchmarks/baseline_authors.py`), eagerly as a TF2 notebook runs it, and inside a `tf.function` (the "
+            "*compiled* baseline). *vs eager* / *vs compiled* = that baseline's time / this time (minimum over rounds, per "
+            "image); *interleaved* = median of per-round ratios of calls made in turn (order reversed every other round), "
+            "the same load on both, vs eager / vs compiled. *FLOP floor* = 50 × (forward + input gradient ≈ 2 × forward) "
+            "FLOPs ÷ the measured matmul peak ÷ this time. *peak memory* = the process's peak resident set during the case "
+            "(VmHWM, reset per case) and, in parentheses, its rise over the resident set at the case's start. *first call* = "
+            "the untimed first call (tracing; XLA compilation in XLA mode). *max diff* = max |library − baseline| / max "
+            "|baseline| (must be ≤ 1e-5).\n\n")
+    return text + table(["size", "implementation", "images", "batch", "mode", "time / image", "images/s", "vs eager",
+                         "vs compiled", "interleaved", "FLOP floor", "peak memory", "first call", "max diff"], out)
 
 
 def equal_accuracy(benchmarks: list[dict]) -> dict[str, dict]:
@@ -330,24 +367,27 @@ def flop_section(benchmarks: list[dict]) -> str:
     if not bench:
         return ""
     info = _info(bench)
-    lib = {r["size"]: r for r in ig_same_steps(benchmarks) if r["implementation"] == "library" and r["batch_size"] == 32 and r["compiled"]}
+    lib = {r["size"]: r for r in _default_rows(benchmarks)}
     base = {r["size"]: r for r in ig_same_steps(benchmarks) if r["implementation"] == "baseline"}
+    base_c = {r["size"]: r for r in ig_same_steps(benchmarks) if r["implementation"] == "baseline_compiled"}
     rows, over = [], False
     for size, flops in sorted(info["forward_flops"].items(), key=lambda kv: int(kv[0])):
         floor = info["floors"][size]
         s = int(size)
-        lt, bt = (lib.get(s) or {}).get("seconds"), (base.get(s) or {}).get("seconds")
-        over = over or any(t and floor["floor_s_x2"] > t for t in (lt, bt))
+        lt, bt, ct = ((d.get(s) or {}).get("seconds") for d in (lib, base, base_c))
+        over = over or any(t and floor["floor_s_x2"] > t for t in (lt, bt, ct))
         rows.append([f"{size} px", f"{flops / 1e9:.2f}", fmt_time(floor["floor_s_x2"]), fmt_time(floor["floor_s_x3"]),
                      fmt_time(lt), f"{100 * floor['floor_s_x2'] / lt:.0f}%" if lt else "—",
+                     fmt_time(ct), f"{100 * floor['floor_s_x2'] / ct:.0f}%" if ct else "—",
                      fmt_time(bt), f"{100 * floor['floor_s_x2'] / bt:.0f}%" if bt else "—"])
     return ("## Compute floor\n\n"
             f"DenseNet-121 forward FLOPs counted layer by layer from the model (224 px: "
             f"{info['forward_flops'].get('224', 0) / 1e9:.2f} GFLOP; published: 2.87 GMACs = 5.74 GFLOP); measured peak: "
             f"best float32 2048² matmul = {info['peak_flops_per_s'] / 1e9:.0f} GFLOP/s on this CPU (under the same load). "
-            "Floor = 50 steps × (forward + input gradient ≈ 2 × forward) ÷ peak; ×3 in parentheses of the first table.\n\n"
-            + table(["size", "forward GFLOP", "floor ×2", "floor ×3", "library", "library of floor", "baseline",
-                     "baseline of floor"], rows)
+            "Floor = 50 steps × (forward + input gradient ≈ 2 × forward) ÷ peak; ×3 also counts the weight gradients IG does "
+            "not need.\n\n"
+            + table(["size", "forward GFLOP", "floor ×2", "floor ×3", "library (default)", "of floor", "compiled baseline",
+                     "of floor", "eager baseline", "of floor"], rows)
             + ("\n\nA fraction above 100% (here or in the first table) means the matmul peak was measured in a busier "
                "moment than that case: on a shared machine the peak itself is noisy." if over or _any_over(benchmarks) else ""))
 
@@ -360,7 +400,7 @@ def gpu_section(benchmarks: list[dict]) -> str:
     rows = [b for b in benchmarks if _is_gpu(b)]
     if not rows:
         return ("## GPU\n\nNo GPU run in these files. On this machine the GPU cases (`test_ig_gpu*`: the same IG cases in "
-                "float32 and mixed float16, and the fraction of the FLOP floor) were skipped: TensorFlow saw no GPU "
+                "float32, mixed float16 and mixed bfloat16 with each one's completeness delta, and the fraction of the FLOP floor) were skipped: TensorFlow saw no GPU "
                 "(`tf.config.list_physical_devices('GPU')` was empty). Run the suite with the GPU build and pass its JSON "
                 "to `report.py` to add the rows here.")
     out = []
@@ -375,13 +415,15 @@ def gpu_section(benchmarks: list[dict]) -> str:
         out.append([info.get("device"), f"{info.get('size')} px", info.get("implementation"), info.get("precision"),
                     fmt_time(t), fmt_rate(1 / t if t else None, 2), fmt_ratio(seconds(base) / t) if base and t and base is not bench else "—",
                     f"{100 * info['floor_fraction_x2']:.0f}% / {100 * info['floor_fraction_x3']:.0f}%" if info.get("floor_fraction_x2") else "—",
-                    f"{info['max_relative_difference']:.1e}" if info.get("max_relative_difference") is not None else "—", check])
-    return ("## GPU\n\nThe same IG cases on the GPU (50 steps, left Riemann, batch 50), float32 and mixed float16; speed-up against "
+                    f"{info['max_relative_difference']:.1e}" if info.get("max_relative_difference") is not None else "—",
+                    f"{info['relative_delta']:.1e}" if info.get("relative_delta") is not None else "—", check])
+    return ("## GPU\n\nThe same IG cases on the GPU (50 steps, left Riemann, default batch size), float32, mixed float16 and mixed "
+            "bfloat16 (each with its relative completeness delta); speed-up against "
             "the authors' baseline on the same GPU; FLOP floor against the measured 8192² matmul peak of that precision; "
             "attributions against the float32 baseline (float32: max |Δ| / max |baseline|, TF32 tolerance 1e-2; mixed float16: "
-            "relative L2 ≤ 0.15 and correlation ≥ 0.99).\n\n"
+            "relative L2 ≤ 0.15 and correlation ≥ 0.99; mixed bfloat16: recorded against L2 ≤ 0.3 and r ≥ 0.95, not asserted).\n\n"
             + table(["device", "size", "implementation", "precision", "time / image", "images/s", "speed-up",
-                     "FLOP floor (×2 / ×3)", "max diff vs float32 baseline", "check"], out))
+                     "FLOP floor (×2 / ×3)", "max diff vs float32 baseline", "relative delta", "check"], out))
 
 
 # --------------------------------------------------------------------------------------------- regions
@@ -497,37 +539,52 @@ def targets(benchmarks: list[dict]) -> list[list[str]]:
                     f"({fmt_rate(r['points_per_s'])} points/s); the densest map ({max(x['n'] for x in large):,} points): "
                     f"{fmt_time(max(large, key=lambda x: x['n'])['seconds'])}",
                     "**met**" if ok else f"**missed**: {fmt_time(r['seconds'])}"])
-    # 3. IG same steps
-    same = [r for r in ig_same_steps(benchmarks) if r["implementation"] == "library" and r["batch_size"] == 32 and r["compiled"]]
+    # 3. IG same steps: against the compiled baseline, the FLOP floor, batches of images
+    same = _default_rows(benchmarks)
     if same:
-        parts, verdicts = [], []
+        parts, missed = [], []
         for r in same:
-            s = r["interleaved_speedup"] if r["interleaved_speedup"] is not None else r["speedup"]
-            parts.append(f"{r['size']} px: {fmt_ratio(s)} interleaved ({fmt_ratio(r['speedup'])} from the minima)"
-                         + (f", {fmt_ratio(r['interleaved_speedup_compiled'])} vs the baseline in a tf.function"
-                            if r["interleaved_speedup_compiled"] is not None else ""))
-            verdicts.append((r["size"], s is not None and s >= TARGET_IG_SPEEDUP, r))
-        met = [v for v in verdicts if v[1]]
-        compiled = [r["interleaved_speedup_compiled"] for r in same if r["interleaved_speedup_compiled"] is not None]
-        note = ""
-        if compiled:
-            note = (f". Against the same single-call baseline inside a tf.function the library is "
-                    f"{' and '.join(fmt_ratio(c) for c in compiled)} (64/128 px): at equal steps its gain is compilation, "
-                    "not batching; both then do the same arithmetic, which is the cost on a CPU")
-        if len(met) == len(verdicts):
-            verdict = "**met** at every size (against the eager baseline, as a TF2 notebook runs it)" + note
-        else:
-            missed = [v for v in verdicts if not v[1]]
-            why = []
-            for size, _, r in missed:
-                frac = r["floor_fraction_x2"]
-                why.append(f"{size} px" + (f" (the library already runs at {100 * frac:.0f}% of the CPU's ×2 FLOP floor)" if frac else ""))
-            verdict = (f"**met** at {', '.join(f'{v[0]} px' for v in met) or 'no size'}; **missed** at {', '.join(why)}: both run the "
-                       "same 50 forward + backward passes, and on a CPU that arithmetic is the cost, so batching and "
-                       "compiling can only remove the eager per-op overhead (large at 64 px, small at 224 px) and the "
-                       "cost of the 50-image batch; against the baseline in a tf.function the library gains nothing "
-                       "at equal steps. The ≥ 2× comes from needing fewer steps (next row).")
-        out.append(["integrated gradients ≥ 2× the baseline's images/s at 50 steps (CPU)", "; ".join(parts), verdict])
+            c = _vs_compiled(r)
+            parts.append(f"{r['size']} px: {fmt_ratio(c)} vs the compiled baseline"
+                         + (" interleaved" if r["interleaved_speedup_compiled"] is not None else " (minima)")
+                         + f" ({fmt_ratio(r['speedup_compiled'])} from the minima), "
+                         + f"{fmt_ratio(r['interleaved_speedup'] if r['interleaved_speedup'] is not None else r['speedup'])} vs eager")
+            if c is None or c < TARGET_IG_SPEEDUP:
+                missed.append(r)
+        verdict = "**met** at every size" if not missed else (
+            f"**missed** at {', '.join(str(r['size']) + ' px' for r in missed)}: at equal steps both run the same 50 "
+            "forward + input-gradient passes through the same TensorFlow kernels, so the library can only save per-call "
+            "overhead; its extra F(x) point for the completeness delta costs about 1/50 of the work")
+        out.append(["integrated gradients ≥ 1.0× the authors' loop in a tf.function at 50 steps (CPU, default path)",
+                    "; ".join(parts), verdict])
+        at224 = next((r for r in same if r["size"] == 224), None)
+        if at224 and at224["floor_fraction_x2"] is not None:
+            f = at224["floor_fraction_x2"]
+            best = max((r for r in ig_same_steps(benchmarks) if r["size"] == 224 and r["implementation"] == "library"
+                        and r["floor_fraction_x2"] is not None), key=lambda r: r["floor_fraction_x2"])
+            out.append([f"≥ {100 * TARGET_FLOOR_FRACTION:.0f}% of the ×2 FLOP floor at 224 px (CPU)",
+                        f"default path {100 * f:.0f}% ({fmt_time(at224['seconds'])} per image); best library case "
+                        f"{100 * best['floor_fraction_x2']:.0f}% ({best['name']})",
+                        "**met**" if f >= TARGET_FLOOR_FRACTION else
+                        "**missed**: DenseNet-121's backward pass is not all matrix arithmetic: its 120 batch normalisations, "
+                        "ReLUs and the dense blocks' concatenations (and their gradients) are memory-bound, and the 3×3 "
+                        "convolutions with 32 output channels reach a fraction of the matmul peak that a 2048² matmul does; "
+                        "the compiled baseline's fraction (compute-floor section) is the same arithmetic's ceiling here"])
+    images = [r for r in ig_same_steps(benchmarks) if r["implementation"] == "library" and r["images"] > 1]
+    if images:
+        parts, worse = [], []
+        for r in images:
+            one = next((o for o in _default_rows(benchmarks) if o["size"] == r["size"]), None)
+            ratio = one["seconds"] / r["seconds"] if one and one["seconds"] and r["seconds"] else None
+            parts.append(f"{r['size']} px, {r['images']} images, batch {r['batch_size']}: {fmt_rate(r['images_per_s'], 3)} "
+                         f"images/s vs {fmt_rate(one['images_per_s'], 3) if one else '—'} one at a time ({fmt_ratio(ratio)}), "
+                         f"peak {r['peak']:.2f} GiB" if r["peak"] is not None else "")
+            if ratio is not None and ratio < 1.0:
+                worse.append(r)
+        out.append(["a batch of images at least as many images/s as one at a time, peak memory stated", "; ".join(parts),
+                    "**met**" if not worse else
+                    "**missed** at " + ", ".join(f"{r['size']} px batch {r['batch_size']}" for r in worse) + ": at 50 steps one image "
+                    "already fills a call, so batching images only saves the per-call overhead; within the run's noise"])
     # 4. evaluations at equal accuracy
     eq = equal_accuracy(benchmarks)
     if eq:
@@ -585,14 +642,15 @@ def summary_section(benchmarks: list[dict]) -> str:
     """The headline rows, for the README: the authors' way against the library's, measured in this run."""
     rows = []
     same = ig_same_steps(benchmarks)
-    for r in same:
-        if r["implementation"] != "library" or r["batch_size"] != 32 or not r["compiled"]:
-            continue
+    for r in _default_rows(benchmarks):
         base = next((b for b in same if b["size"] == r["size"] and b["implementation"] == "baseline"), None)
+        base_c = next((b for b in same if b["size"] == r["size"] and b["implementation"] == "baseline_compiled"), None)
         ratio = r["interleaved_speedup"] if r["interleaved_speedup"] is not None else r["speedup"]
-        rows.append([f"integrated gradients, DenseNet-121 {r['size']} px, 50 steps (same work)",
-                     f"{fmt_time(base['seconds'])} / image" if base else "—", f"{fmt_time(r['seconds'])} / image",
-                     fmt_ratio(ratio) + (" (interleaved)" if r["interleaved_speedup"] is not None else "")])
+        floor = f", {100 * r['floor_fraction_x2']:.0f}% of the FLOP floor" if r["floor_fraction_x2"] is not None else ""
+        rows.append([f"integrated gradients, DenseNet-121 {r['size']} px, 50 steps (same work): eager / compiled",
+                     f"{fmt_time(base['seconds']) if base else '—'} / {fmt_time(base_c['seconds']) if base_c else '—'} per image",
+                     f"{fmt_time(r['seconds'])} / image{floor}",
+                     f"{fmt_ratio(ratio)} / {fmt_ratio(_vs_compiled(r))}" + (" (interleaved)" if r["interleaved_speedup"] is not None else "")])
     for variant, entry in equal_accuracy(benchmarks).items():
         best = entry["best_rule"]
         r = entry["rules"].get(best) if best else None
@@ -661,13 +719,18 @@ def notes_section(benchmarks: list[dict]) -> str:
         "when another process takes a core, so single ratios can swing by that much; the interleaved IG ratios are the "
         "robust ones.",
     ]
-    rss = [(_info(b).get("size"), _info(b).get("process_peak_rss_gib")) for b in benchmarks
-           if _info(b).get("implementation") == "baseline" and _info(b).get("size") == 224 and _info(b).get("steps") == 50
-           and not _is_gpu(b) and _info(b).get("variant") is None and _info(b).get("model") is None]
-    if rss and rss[0][1]:
-        notes.append(f"**Memory of IG.** The authors' single call on 50 images of 224 px took this process's peak resident "
-                     f"memory to {rss[0][1]} GiB (`ru_maxrss` after that case). The library evaluates 32 points at a time. "
-                     "TensorFlow's allocations are not visible to `tracemalloc`, so IG memory is not broken down further.")
+    rows224 = {(r["implementation"], r["default"]): r for r in ig_same_steps(benchmarks) if r["size"] == 224}
+    eager, lib = rows224.get(("baseline", False)), rows224.get(("library", True))
+    if eager and eager.get("peak") is not None:
+        notes.append(f"**Memory of IG.** Peak resident memory per case is the process's VmHWM from /proc/self/status, reset "
+                     "at the start of each case through /proc/self/clear_refs, after glibc's `malloc_trim` has handed back what earlier "
+                     "cases freed (TensorFlow's CPU allocations are invisible to "
+                     "`tracemalloc`); the rise over the case's starting resident set is a lower bound on what the case "
+                     "needed, since memory that earlier cases freed and the allocator kept is reused unseen. The authors' "
+                     f"eager call on 50 images of 224 px peaked at {eager['peak']:.2f} GiB (the tape keeps every activation)"
+                     + (f"; the library's default path at {lib['peak']:.2f} GiB" if lib and lib.get("peak") is not None else "")
+                     + ". `batch_size` bounds the path points per call, and with them the activations the backward pass "
+                     "keeps (the batch-size rows of the same-work table).")
     notes.append("**Left out.** GPU cases ran only if a GPU JSON is listed above; JAX-backend timings are not part of the "
                  "suite (the baseline takes TensorFlow gradients; the library's JAX path is tested for correctness in "
                  "`tests/unit/test_integrated_gradients.py`).")
