@@ -3,7 +3,9 @@
 A fit's history (a dict of equal-length lists, `epoch` among them) is logged after the fit, not from a
 callback, because the loop records validation metrics that Keras' callbacks do not see (AUROC, per-class
 values) and a resumed fit restores its history from the checkpoint. Steps are the epoch numbers (1, 2, ...).
-Each series folder holds `plots/metrics/<metric>.tsv` and dvclive's `metrics.json` (the last epoch).
+Each series folder holds `plots/metrics/<metric>.tsv`; dvclive's summary (`metrics.json`, the last epoch) is removed,
+because `dvc plots show` reads every file of a plots folder and cannot draw a summary (the stage's own
+metrics.json holds the numbers to compare).
 dvclive asks git for the current commit: inside a git repository that has no commit yet it fails (a clone, or a
 folder outside git, is fine).
 """
@@ -37,7 +39,7 @@ def log_history(directory: str | os.PathLike, history: Mapping[str, Sequence[Any
                 value = history[key][i]
                 if value is not None and isinstance(value, (int, float)) and math.isfinite(float(value)):
                     live.log_metric(key, float(value))
-            live.make_summary()
+    (directory / "metrics.json").unlink(missing_ok=True)
     return directory
 
 
