@@ -27,7 +27,9 @@ REGENERATE = """\
 ```
 Quick selection (leaves out the 224 px and equal-accuracy IG cases, about 4 minutes less): add `-m "not slow"` or `--quick`.
 A GPU run (tensorflow[and-cuda] build, `make env EXTRAS=gpu,dev`) writes its own JSON; pass both files to
-`report.py` to add its rows, labelled with the device."""
+`report.py` to add its rows, labelled with the device. Several files: each benchmark group comes from the first file
+that has it (an IG-only run first, an earlier full run after it, fills in the other groups; the machine table says
+which)."""
 
 TARGET_REGIONS_SPEEDUP = 100.0
 TARGET_LARGE_MAP_SECONDS = 1.0
