@@ -137,10 +137,12 @@ def test_recorded_accuracies_stay_within_tolerance_of_the_committed_baseline(rep
     now, base = key_metrics(workdir / "results" / "tiny"), json.loads(BASELINE.read_text())["metrics"]
     drifted = {k: (now.get(k), v) for k, v in base.items() if not same_within(now.get(k, float("nan")), v, TOLERANCE)}
     assert not drifted, "moved beyond the tolerance (now, baseline): " + json.dumps(drifted)
-    # the baseline is a learning model, not a constant: at the 'high' setting text and multimodal beat the majority class
+    # the baseline is a learning model, not a constant: at the 'high' setting text and multimodal end above the majority
+    # class and rank the cases well (the mean over epochs counts the first, untrained epochs too)
     majority = json.loads((workdir / "results" / "tiny" / "table3" / "metrics.json").read_text())["high"]["baselines"]["majority class"]["accuracy"]
-    assert base["table3/high.text.mean_accuracy"] > majority + 0.05
-    assert base["table3/high.multimodal.mean_accuracy"] > majority + 0.05
+    for model in ("text", "multimodal"):
+        assert base[f"table3/high.{model}.final_accuracy"] > majority + 0.05, model
+        assert base[f"table3/high.{model}.final_auroc"] > 0.75, model
 
 
 def test_explain_on_the_saved_models(repro, tmp_path, capsys):
