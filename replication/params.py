@@ -160,12 +160,35 @@ class CurveOptimizers:
 
 
 @dataclass(frozen=True)
+class CurveBatchSizes:
+    text: int
+    image: int
+    multimodal: int
+
+
+@dataclass(frozen=True)
 class CurvesParams:
     settings: Mapping[str, CurveSetting]
     optimizers: CurveOptimizers
-    batch_size: int
+    batch_sizes: CurveBatchSizes
     hidden: int
     dropout: float
+
+
+@dataclass(frozen=True)
+class FairParams:
+    """The `fair` protocol (what the verdicts rest on): one optimizer family, a learning-rate grid chosen on
+    validation, an equal epoch budget, selection on validation only, every reported number on the test split."""
+
+    splits: int
+    optimizer: str
+    learning_rates: tuple[float, ...]   # the grid; each model's rate is chosen per split on validation loss
+    submodel_epochs: int                # text and image, before the multimodal is built from them
+    joint_epochs: int                   # the multimodal; the standalone models train as many more (equal budget)
+    batch_size: int
+    encoder: str                        # frozen: the pretrained encoder's features, computed once
+    resamples: int                      # paired bootstrap resamples
+    confidence: float
 
 
 @dataclass(frozen=True)
@@ -198,6 +221,7 @@ class Params:
     pretrain: PretrainParams
     transfer: TransferParams
     curves: CurvesParams
+    fair: FairParams
     localisation: LocalisationParams
 
 

@@ -83,8 +83,9 @@ def paired_cases(cohort: Cohort, keep_negations: bool) -> tuple[pd.DataFrame, Ex
     return paired, excluded
 
 
-def paired_split(cases: pd.DataFrame, images: np.ndarray, column: str, text: TextParams) -> PairedSplit:
-    """Encode one split of the paired cases; the vocabulary is fitted on its training reports only."""
+def paired_split(cases: pd.DataFrame, images: np.ndarray, column: str, text: TextParams, channel: bool = True) -> PairedSplit:
+    """Encode one split of the paired cases; the vocabulary is fitted on its training reports only. `images` is
+    indexed by the cases' `image_index`: pixel arrays (given a channel axis) or, with `channel=False`, encoder features."""
     parts = {p: cases[cases[column] == p] for p in PARTS}
     for p, rows in parts.items():
         if len(rows) == 0 or rows["label"].nunique() < 2:
@@ -94,7 +95,8 @@ def paired_split(cases: pd.DataFrame, images: np.ndarray, column: str, text: Tex
     return PairedSplit(
         column=column,
         ids={p: vocab.encode(list(rows["tokens"]), length)[0] for p, rows in parts.items()},
-        images={p: np.asarray(images[rows["image_index"].to_numpy()], dtype=np.float32)[..., None] for p, rows in parts.items()},
+        images={p: np.asarray(images[rows["image_index"].to_numpy()], dtype=np.float32)[(..., None) if channel else ...]
+                for p, rows in parts.items()},
         labels={p: rows["label"].to_numpy(np.float32) for p, rows in parts.items()},
         docs={p: list(rows["tokens"]) for p, rows in parts.items()},
         case_ids={p: list(rows["case_id"]) for p, rows in parts.items()},
@@ -147,7 +149,7 @@ def run_setting(
     cfg = check_setting(name, protocol.curves.settings[name])
     curves, text, cnn, image_cfg = protocol.curves, protocol.text, protocol.text_cnn, protocol.image
     optimizers = {"text": curves.optimizers.text, "image": curves.optimizers.image, "multimodal": curves.optimizers.multimodal}
-    seed, batch, lr, dim = protocol.seed, curves.batch_size, cfg.learning_rate, protocol.embedding_dim
+    seed, lr, dim = protocol.seed, cfg.learning_rate, protocol.embedding_dim
     cases, excluded = paired_cases(cohort, text.keep_negations)
     if cfg.splits > len(cohort.split_columns):
         raise ParameterError(f"curves.settings.{name}.splits", cfg.splits, f"at most splits.count = {len(cohort.split_columns)}")
@@ -204,7 +206,7 @@ def run_setting(
             try:
                 history = fit_binary(model, (inputs(model_name, data, "train"), data.labels["train"]),
                                      (inputs(model_name, data, "val"), data.labels["val"]),
-                                     epochs=cfg.epochs, batch_size=batch, name=f"curves {name}: {model_name} on {column}",
+                                     epochs=cfg.epochs, batch_size=getattr(curves.batch_sizes, model_name), name=f"curves {name}: {model_name} on {column}",
                                      history_path=history_path, seed=seed + 100 * k, log=None)
             except TrainingError as error:
                 if partial_dir is None:

@@ -41,6 +41,7 @@ PREPROCESS_LAYER = "preprocess"
 POOL_LAYER = "pooled"
 FEATURES_LAYER = "image_features"
 INPUT_NAME = "image"
+FEATURES_INPUT = "encoder_features"   # the input of a head on a frozen encoder's pooled features
 IMAGENET_MEAN_RGB = (0.485, 0.456, 0.406)  # 'torch' mode of keras.applications (DenseNet), after /255
 IMAGENET_STD_RGB = (0.229, 0.224, 0.225)
 CAFFE_MEAN_BGR = (103.939, 116.779, 123.68)  # 'caffe' mode (VGG16), on 0..255
@@ -345,24 +346,45 @@ def finetune_model(
     `bn_momentum` (None = Keras' 0.99) sets the moving-average momentum of every batch norm, the encoder's
     included: with 0.99 the statistics used at evaluation need a few hundred steps to settle (docs/IMAGE.md).
     """
-    if isinstance(hidden, bool) or not isinstance(hidden, (int, np.integer)) or hidden < 1:
-        raise ParameterError("transfer.hidden", hidden, "an integer >= 1")
-    if not 0 <= dropout < 1:
-        raise ParameterError("transfer.dropout", dropout, "a rate in [0, 1)")
     if output_activation not in ("sigmoid", "softmax"):
         raise ParameterError("output_activation", output_activation, "'sigmoid' (or 'softmax' to reproduce the authors' defect)")
     encoder = image_encoder(image_size, name, weights, imagenet_search)
     image = keras.Input((image_size, image_size, 1), name=INPUT_NAME)
-    x = keras.layers.GlobalAveragePooling2D(name=POOL_LAYER)(encoder(image))
-    features = keras.layers.BatchNormalization(name=FEATURES_LAYER)(x)
+    pooled = keras.layers.GlobalAveragePooling2D(name=POOL_LAYER)(encoder(image))
+    return _with_head(image, pooled, hidden, dropout, output_activation, bn_momentum, "image_model")
+
+
+def feature_head_model(width: int, hidden: int = 512, dropout: float = 0.5, bn_momentum: float | None = None) -> keras.Model:
+    """The fine-tuning head alone, on a frozen encoder's pooled features (width,) -> P(abnormal): the image model of
+    the `fair` protocol with `encoder: frozen` (the notebook multi_model.ipynb froze the whole DenseNet-121). Same
+    layers and names as `finetune_model`'s head, so the multimodal copies `image_features` from it the same way."""
+    features = keras.Input((int(width),), name=FEATURES_INPUT)
+    return _with_head(features, features, hidden, dropout, "sigmoid", bn_momentum, "image_head")
+
+
+def _with_head(inputs: Any, pooled: Any, hidden: int, dropout: float, output_activation: str, bn_momentum: float | None, name: str) -> keras.Model:
+    if isinstance(hidden, bool) or not isinstance(hidden, (int, np.integer)) or hidden < 1:
+        raise ParameterError("transfer.hidden", hidden, "an integer >= 1")
+    if not 0 <= dropout < 1:
+        raise ParameterError("transfer.dropout", dropout, "a rate in [0, 1)")
+    features = keras.layers.BatchNormalization(name=FEATURES_LAYER)(pooled)
     x = keras.layers.Dense(int(hidden), activation="relu", name="hidden")(features)
     x = keras.layers.Dropout(dropout, name="dropout")(x)
     x = keras.layers.BatchNormalization(name="hidden_bn")(x)
     out = keras.layers.Dense(1, activation=output_activation, dtype="float32", name="abnormal")(x)
-    model = keras.Model(image, out, name="image_model")
+    model = keras.Model(inputs, out, name=name)
     if bn_momentum is not None:
         set_bn_momentum(model, bn_momentum)
     return model
+
+
+def pooled_features(image_size: int, name: str, weights: str | os.PathLike, images: np.ndarray, batch_size: int = 64) -> np.ndarray:
+    """A trained encoder's globally pooled features of `images` (n, size, size) in inference mode: what a frozen
+    encoder feeds its head, computed once instead of at every epoch."""
+    encoder = image_encoder(image_size, name, weights)
+    image = keras.Input((image_size, image_size, 1), name=INPUT_NAME)
+    model = keras.Model(image, keras.layers.GlobalAveragePooling2D(name=POOL_LAYER)(encoder(image)))
+    return np.asarray(model.predict(model_input(np.asarray(images)), batch_size=batch_size, verbose=0), dtype=np.float32)
 
 
 def set_bn_momentum(model: keras.Model, momentum: float) -> int:

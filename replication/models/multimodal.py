@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import keras
 
-from replication.models.densenet import (FEATURES_LAYER as IMAGE_FEATURES, INPUT_NAME, POOL_LAYER, encoder_of, image_encoder,
+from replication.models.densenet import (FEATURES_INPUT, FEATURES_LAYER as IMAGE_FEATURES, INPUT_NAME, POOL_LAYER, encoder_of, image_encoder,
                                          set_bn_momentum)
 from replication.models.text_cnn import EMBEDDING_LAYER, FEATURES_LAYER as TEXT_FEATURES, text_branch, text_input
 
@@ -33,6 +33,9 @@ def multimodal_model(
 ) -> keras.Model:
     """[report tokens, image] → P(abnormal), initialised from the trained text and image submodels.
 
+    An image model on pooled encoder features (`densenet.feature_head_model`) gives a multimodal on
+    [report tokens, features]: the frozen-encoder form of the `fair` protocol.
+
     `l2` as the text CNN's (`text_cnn.l2`), for the text branch's convolutions; `bn_momentum` as the image submodel's
     (`transfer.bn_momentum`), for every batch norm of the multimodal."""
     embedding = text_model.get_layer(EMBEDDING_LAYER)
@@ -44,10 +47,13 @@ def multimodal_model(
         feature_maps=convs[0].filters, l2=float(l2),
         pool_size=None if isinstance(pool, keras.layers.GlobalMaxPooling1D) else pool.pool_size[0],
     )
-    image_size = image_model.inputs[0].shape[1]
-    image = keras.Input((image_size, image_size, 1), name=INPUT_NAME)
-    encoder = image_encoder(image_size, architecture)
-    pooled = keras.layers.GlobalAveragePooling2D(name=POOL_LAYER)(encoder(image))
+    if on_features(image_model):  # a head on a frozen encoder's pooled features: the multimodal takes them too
+        image = pooled = keras.Input((image_model.inputs[0].shape[1],), name=FEATURES_INPUT)
+    else:
+        image_size = image_model.inputs[0].shape[1]
+        image = keras.Input((image_size, image_size, 1), name=INPUT_NAME)
+        encoder = image_encoder(image_size, architecture)
+        pooled = keras.layers.GlobalAveragePooling2D(name=POOL_LAYER)(encoder(image))
     image_features = keras.layers.BatchNormalization(name=IMAGE_FEATURES)(pooled)
     x = keras.layers.Concatenate(name="concatenated")([text_features, image_features])
     x = keras.layers.BatchNormalization(name="fusion_bn")(x)
@@ -66,8 +72,14 @@ def copy_submodel_weights(model: keras.Model, text_model: keras.Model, image_mod
     """The multimodal's text layers, encoder and image features from the trained submodels (the decoder is left as is)."""
     for layer_name in text_layer_names(text_model):
         model.get_layer(layer_name).set_weights(text_model.get_layer(layer_name).get_weights())
-    encoder_of(model).set_weights(encoder_of(image_model).get_weights())
+    if not on_features(image_model):
+        encoder_of(model).set_weights(encoder_of(image_model).get_weights())
     model.get_layer(IMAGE_FEATURES).set_weights(image_model.get_layer(IMAGE_FEATURES).get_weights())
+
+
+def on_features(image_model: keras.Model) -> bool:
+    """True for an image model that takes pooled encoder features (n, width) rather than images."""
+    return len(image_model.inputs[0].shape) == 2
 
 
 def feature_widths(model: keras.Model) -> dict[str, int]:

@@ -1,4 +1,5 @@
-"""DVC stage `table3`: paper Table 3 and Fig. 5 from the curves of every learning-rate setting."""
+"""DVC stage `table3`: paper Table 3 and Fig. 5 from the curves of every learning-rate setting (the `paper` protocol),
+with the `fair` protocol's test-split comparisons (the `fair` stage's runs.json) beside them."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from replication.experiments.fair import fair_markdown, fair_metrics
 from replication.experiments.curves import plot_fig5, table3_markdown, table3_metrics, table3_summary
 from replication.experiments.reference import load_reference
 from replication.io import atomic_path, write_json, write_text
@@ -15,7 +17,7 @@ from replication.stages import arguments, timed
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = arguments(argv, __doc__, "curves", "reference", "results", "html")
+    args = arguments(argv, __doc__, "curves", "fair", "reference", "results", "html")
     params = load_params()
     with timed("table3", args.timings):
         settings = list(params.curves.settings)
@@ -23,12 +25,16 @@ def main(argv: list[str] | None = None) -> int:
         finals = [json.loads((Path(args.curves) / s / "final.json").read_text()) for s in settings]
         summary, baselines = table3_summary(curves, [r for f in finals for r in f["runs"]], load_reference(args.reference))
         synthetic = any(f["synthetic"] for f in finals)
-        text = "".join(table3_markdown({s: summary[s]}, synthetic and i == 0, baselines.get(s)) for i, s in enumerate(settings))
+        fair = json.loads((Path(args.fair) / "runs.json").read_text())
+        text = ("**Paper protocol** (validation accuracy, as the paper reports it)\n\n"
+                + "".join(table3_markdown({s: summary[s]}, synthetic and i == 0, baselines.get(s)) for i, s in enumerate(settings))
+                + "\n" + fair_markdown({**fair, "synthetic": False}))
         with atomic_path(args.results) as tmp:
             tmp.mkdir()
-            write_json(tmp / "metrics.json", table3_metrics(summary, baselines))
+            write_json(tmp / "metrics.json", {**table3_metrics(summary, baselines), "fair": fair_metrics(fair)})
             write_json(tmp / "manifest.json", {"synthetic": synthetic, "source": finals[0]["source"], "profile": params.profile,
-                                               "summary": summary, "baselines": baselines})
+                                               "summary": summary, "baselines": baselines,
+                                               "fair": {"summary": fair["summary"], "encoder": fair["encoder"]}})
             write_text(tmp / "table3.md", text)
             plot_fig5(curves, tmp / "fig5.png", None, synthetic=synthetic)
         with atomic_path(args.html) as tmp:

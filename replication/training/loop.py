@@ -206,6 +206,7 @@ def fit_binary(
     flip: bool = False,
     checkpoint_dir: str | os.PathLike | None = None,
     checkpoint_key: str = "",
+    keep_best: str | None = None,
     log: Callable[[str], None] | None = print,
 ) -> dict[str, list[float]]:
     """Train for `epochs`, recording per epoch: loss, accuracy, val_loss, val_accuracy, val_auroc.
@@ -213,6 +214,7 @@ def fit_binary(
     Without `seed`, Keras shuffles the arrays itself (the text models' behaviour). With `seed`, batches
     come from `Batches` (order and optional left-right flips drawn from seed and epoch, full batches
     only), dropout is re-seeded per epoch, and with `checkpoint_dir` an interrupted fit resumes exactly.
+    `keep_best="val_loss"` ends with the weights of the lowest-validation-loss epoch (`fit_epochs`).
     `train[0]`/`val[0]` may be arrays or `IndexedImages`.
     """
     if seed is None and flip:
@@ -231,4 +233,4 @@ def fit_binary(
 
     return fit_epochs(model, data, evaluate, epochs, name, history_path=history_path, checkpoint_dir=checkpoint_dir,
                       checkpoint_key=checkpoint_key, seed=seed, train_metrics=("loss", "accuracy"),
-                      nan_metrics={"loss": float("nan"), "accuracy": float("nan"), "auroc": float("nan")}, log=log)
+                      nan_metrics={"loss": float("nan"), "accuracy": float("nan"), "auroc": float("nan")}, keep_best=keep_best, log=log)

@@ -90,8 +90,8 @@ def test_a_missing_key_names_where_defaults_live():
     from replication.params import parse_params
 
     raw = render_profile("default", REPO)
-    del raw["curves"]["batch_size"]
-    with pytest.raises(ParameterError, match=r"curves.batch_size=None: expected a value: the key is missing \(profiles/default.yaml"):
+    del raw["curves"]["batch_sizes"]
+    with pytest.raises(ParameterError, match=r"curves.batch_sizes=None: expected a value: the key is missing \(profiles/default.yaml"):
         parse_params(raw, REPO)
 
 

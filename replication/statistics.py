@@ -1,0 +1,188 @@
+"""Intervals and paired tests for the binary comparisons on one fixed test split, and across resampled splits.
+
+Library first: McNemar from statsmodels, the t and normal quantiles from scipy, balanced accuracy and AUROC from
+scikit-learn. DeLong's covariance of correlated AUROCs is written here because none of those libraries has it;
+it follows the fast midrank form of Sun & Xu (2014, IEEE Signal Processing Letters 21:1389) and is tested against
+the brute-force structural components of DeLong, DeLong & Clarke-Pearson (1988).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Sequence
+
+import numpy as np
+from scipy import stats
+from scipy.stats import rankdata
+from sklearn.metrics import balanced_accuracy_score
+
+
+def _binary(y: Any, name: str = "y") -> np.ndarray:
+    y = np.asarray(y).ravel()
+    values = set(np.unique(y).tolist())
+    if not values <= {0, 1}:
+        raise ValueError(f"{name}: labels must be 0/1, found {sorted(values)[:5]}")
+    if len(values) < 2:
+        raise ValueError(f"{name}: both classes are needed ({len(y)} cases, all {sorted(values)}); AUROC is undefined")
+    return y.astype(int)
+
+
+def _scores(score: Any, n: int, name: str) -> np.ndarray:
+    score = np.asarray(score, dtype=np.float64).ravel()
+    if len(score) != n:
+        raise ValueError(f"{name}: {len(score)} scores for {n} labels")
+    if not np.isfinite(score).all():
+        raise ValueError(f"{name}: {int((~np.isfinite(score)).sum())} scores are not finite")
+    return score
+
+
+def _z(confidence: float) -> float:
+    if not 0 < confidence < 1:
+        raise ValueError(f"confidence: {confidence} is not in (0, 1)")
+    return float(stats.norm.ppf(0.5 + confidence / 2))
+
+
+def delong_covariance(y: Any, scores: Sequence[Any]) -> tuple[np.ndarray, np.ndarray]:
+    """AUROC of each score vector on the same cases and DeLong's covariance matrix of those AUROCs (k × k)."""
+    y = _binary(y)
+    rows = np.stack([_scores(s, len(y), f"scores[{i}]") for i, s in enumerate(scores)])
+    positives, negatives = rows[:, y == 1], rows[:, y == 0]
+    m, n = positives.shape[1], negatives.shape[1]
+    if min(m, n) < 2:
+        raise ValueError(f"y: {m} positive and {n} negative cases; DeLong's variance needs at least 2 of each")
+    aucs, v_pos, v_neg = [], [], []
+    for pos, neg in zip(positives, negatives):
+        rank_all = rankdata(np.concatenate([pos, neg]))           # midranks: ties count one half
+        rank_pos, rank_neg = rankdata(pos), rankdata(neg)
+        aucs.append((rank_all[:m].sum() - m * (m + 1) / 2) / (m * n))
+        v_pos.append((rank_all[:m] - rank_pos) / n)               # per positive: share of negatives scored below it
+        v_neg.append(1 - (rank_all[m:] - rank_neg) / m)           # per negative: share of positives scored above it
+    v_pos, v_neg = np.array(v_pos), np.array(v_neg)
+    cov = np.atleast_2d(np.cov(v_pos, ddof=1)) / m + np.atleast_2d(np.cov(v_neg, ddof=1)) / n
+    return np.array(aucs), cov
+
+
+def auroc_interval(y: Any, score: Any, confidence: float = 0.95) -> dict[str, Any]:
+    """AUROC with DeLong's standard error and a normal interval clipped to [0, 1]."""
+    y = _binary(y)
+    aucs, cov = delong_covariance(y, [score])
+    auc, se = float(aucs[0]), float(np.sqrt(max(cov[0, 0], 0.0)))
+    z = _z(confidence)
+    return {"auroc": auc, "low": max(0.0, auc - z * se), "high": min(1.0, auc + z * se), "se": se,
+            "n": int(len(y)), "positives": int(y.sum())}
+
+
+def delong_test(y: Any, score_a: Any, score_b: Any, confidence: float = 0.95) -> dict[str, Any]:
+    """AUROC(a) − AUROC(b) on the same cases: DeLong's paired z-test and its normal interval."""
+    y = _binary(y)
+    aucs, cov = delong_covariance(y, [score_a, score_b])
+    estimate = float(aucs[0] - aucs[1])
+    se = float(np.sqrt(max(cov[0, 0] + cov[1, 1] - 2 * cov[0, 1], 0.0)))
+    if se == 0.0:   # identical rankings (or both perfect): no evidence of a difference
+        z_value, p = 0.0, 1.0
+    else:
+        z_value = estimate / se
+        p = float(2 * stats.norm.sf(abs(z_value)))
+    half = _z(confidence) * se
+    return {"estimate": estimate, "low": estimate - half, "high": estimate + half, "se": se, "z": float(z_value),
+            "p_value": p, "n": int(len(y)), "test": "DeLong"}
+
+
+def mcnemar_test(y: Any, pred_a: Any, pred_b: Any, confidence: float = 0.95) -> dict[str, Any]:
+    """Accuracy(a) − accuracy(b) on the same cases: McNemar's test on the discordant pairs (exact binomial when
+    fewer than 25 are discordant, else the continuity-corrected chi-square), with a Wald interval for the paired
+    difference of proportions."""
+    from statsmodels.stats.contingency_tables import mcnemar
+
+    y = np.asarray(y).ravel().astype(int)
+    a = np.asarray(pred_a).ravel().astype(int) == y
+    b = np.asarray(pred_b).ravel().astype(int) == y
+    if not len(a) == len(b) == len(y) or len(y) == 0:
+        raise ValueError(f"mcnemar_test: {len(y)} labels, {len(a)} and {len(b)} predictions")
+    n = len(y)
+    a_only, b_only = int((a & ~b).sum()), int((~a & b).sum())
+    table = [[int((a & b).sum()), a_only], [b_only, int((~a & ~b).sum())]]
+    exact = a_only + b_only < 25
+    result = mcnemar(table, exact=exact, correction=True)
+    p = 1.0 if a_only + b_only == 0 else float(result.pvalue)
+    estimate = (a_only - b_only) / n
+    se = np.sqrt(max((a_only + b_only) - (a_only - b_only) ** 2 / n, 0.0)) / n
+    half = _z(confidence) * se
+    return {"estimate": float(estimate), "low": float(estimate - half), "high": float(estimate + half),
+            "a_only": a_only, "b_only": b_only, "p_value": p, "n": n,
+            "test": "McNemar (exact)" if exact else "McNemar (chi-square, continuity-corrected)"}
+
+
+def paired_bootstrap(y: Any, score_a: Any, score_b: Any, metric: Callable[[np.ndarray, np.ndarray], float],
+                     resamples: int = 2000, confidence: float = 0.95, seed: int = 0) -> dict[str, Any]:
+    """metric(a) − metric(b) with a percentile interval: the same cases resampled for both, within each class so
+    that every resample keeps the test split's class counts (AUROC stays defined)."""
+    y = _binary(y)
+    a, b = _scores(score_a, len(y), "score_a"), _scores(score_b, len(y), "score_b")
+    if resamples < 1:
+        raise ValueError(f"resamples: {resamples} is not >= 1")
+    _z(confidence)
+    rng = np.random.default_rng(seed)
+    groups = [np.flatnonzero(y == c) for c in (0, 1)]
+    estimate = float(metric(y, a) - metric(y, b))
+    draws = np.empty(resamples)
+    for r in range(resamples):
+        idx = np.concatenate([rng.choice(g, len(g), replace=True) for g in groups])
+        draws[r] = metric(y[idx], a[idx]) - metric(y[idx], b[idx])
+    tail = (1 - confidence) / 2
+    low, high = np.quantile(draws, [tail, 1 - tail])
+    # two-sided bootstrap p-value: how often a resample lands on the other side of zero (at least 1/(R+1))
+    p = min(1.0, 2 * (min((draws <= 0).sum(), (draws >= 0).sum()) + 1) / (resamples + 1))
+    return {"estimate": estimate, "low": float(low), "high": float(high), "p_value": float(p),
+            "resamples": int(resamples), "n": int(len(y)), "test": "paired stratified bootstrap (percentile)"}
+
+
+def corrected_resampled_t(differences: Sequence[float], n_train: float, n_test: float,
+                          confidence: float = 0.95) -> dict[str, Any]:
+    """Mean of per-split differences with the corrected resampled t-test of Nadeau & Bengio (2003): resampled
+    splits share cases, so the variance of the mean is (1/J + n_test/n_train) · s², not s²/J."""
+    d = np.asarray(differences, dtype=np.float64).ravel()
+    j = len(d)
+    if j < 2:
+        raise ValueError(f"corrected_resampled_t: {j} split(s); at least 2 are needed for a variance")
+    if not np.isfinite(d).all():
+        raise ValueError(f"corrected_resampled_t: non-finite differences {d.tolist()}")
+    if n_train <= 0 or n_test <= 0:
+        raise ValueError(f"corrected_resampled_t: n_train {n_train} and n_test {n_test} must be positive")
+    mean = float(d.mean())
+    se = float(np.sqrt((1 / j + n_test / n_train) * d.var(ddof=1)))
+    _z(confidence)
+    quantile = float(stats.t.ppf(0.5 + confidence / 2, j - 1))
+    if se <= 1e-12 * max(1.0, abs(mean)):   # every split gave the same difference: no spread to test against
+        t_value, p = (0.0, 1.0) if mean == 0 else (None, 0.0)
+    else:
+        t_value = mean / se
+        p = float(2 * stats.t.sf(abs(t_value), j - 1))
+    return {"mean": mean, "low": mean - quantile * se, "high": mean + quantile * se, "se": se, "t": t_value,
+            "p_value": p, "splits": j, "test": "corrected resampled t (Nadeau & Bengio 2003)"}
+
+
+def choose_threshold(y_val: Any, score_val: Any) -> float:
+    """The decision threshold of highest validation accuracy (midpoints between distinct scores, and 0.5); ties go
+    to the one nearest 0.5 so that a model with no validation preference keeps the paper's threshold."""
+    y = np.asarray(y_val).ravel().astype(int)
+    s = _scores(score_val, len(y), "score_val")
+    if len(y) == 0:
+        raise ValueError("choose_threshold: no validation cases")
+    distinct = np.unique(s)
+    candidates = np.concatenate([[0.5, distinct[0] - 1e-6, distinct[-1] + 1e-6], (distinct[1:] + distinct[:-1]) / 2])
+    accuracy = np.array([np.mean((s >= t) == y) for t in candidates])
+    best = np.flatnonzero(accuracy == accuracy.max())
+    return float(candidates[best[np.argmin(np.abs(candidates[best] - 0.5))]])
+
+
+def binary_report(y: Any, score: Any, threshold: float, confidence: float = 0.95) -> dict[str, Any]:
+    """One model on the test cases: AUROC with its DeLong interval; accuracy at the threshold chosen on validation
+    and at 0.5 (the paper's); balanced accuracy at the chosen threshold."""
+    y = _binary(y)
+    s = _scores(score, len(y), "score")
+    interval = auroc_interval(y, s, confidence)
+    predicted = (s >= threshold).astype(int)
+    return {"auroc": interval["auroc"], "auroc_low": interval["low"], "auroc_high": interval["high"],
+            "accuracy": float(np.mean(predicted == y)), "accuracy_at_0.5": float(np.mean((s >= 0.5) == y)),
+            "balanced_accuracy": float(balanced_accuracy_score(y, predicted)), "threshold": float(threshold),
+            "n": int(len(y)), "positives": int(y.sum())}
