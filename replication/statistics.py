@@ -112,10 +112,21 @@ def mcnemar_test(y: Any, pred_a: Any, pred_b: Any, confidence: float = 0.95) -> 
             "test": "McNemar (exact)" if exact else "McNemar (chi-square, continuity-corrected)"}
 
 
-def paired_bootstrap(y: Any, score_a: Any, score_b: Any, metric: Callable[[np.ndarray, np.ndarray], float],
+def auroc_by_rank(y: np.ndarray, score: np.ndarray) -> np.ndarray:
+    """AUROC as the Mann-Whitney statistic from midranks, along the last axis: (n,) or (resamples, n) with the
+    same class counts in every row. Written here because scikit-learn's roc_auc_score takes one curve per call,
+    ~20x slower than this inside a bootstrap."""
+    y, score = np.asarray(y), np.asarray(score, dtype=np.float64)
+    ranks = rankdata(score, axis=-1)
+    m = (y == 1).sum(axis=-1)
+    n = y.shape[-1] - m
+    return ((ranks * (y == 1)).sum(axis=-1) - m * (m + 1) / 2) / (m * n)
+
+
+def paired_bootstrap(y: Any, score_a: Any, score_b: Any, metric: Callable[[np.ndarray, np.ndarray], float] | None = None,
                      resamples: int = 2000, confidence: float = 0.95, seed: int = 0) -> dict[str, Any]:
-    """metric(a) − metric(b) with a percentile interval: the same cases resampled for both, within each class so
-    that every resample keeps the test split's class counts (AUROC stays defined)."""
+    """metric(a) − metric(b) (AUROC when `metric` is None) with a percentile interval: the same cases resampled for
+    both, within each class so that every resample keeps the test split's class counts (AUROC stays defined)."""
     y = _binary(y)
     a, b = _scores(score_a, len(y), "score_a"), _scores(score_b, len(y), "score_b")
     if resamples < 1:
@@ -123,11 +134,13 @@ def paired_bootstrap(y: Any, score_a: Any, score_b: Any, metric: Callable[[np.nd
     _z(confidence)
     rng = np.random.default_rng(seed)
     groups = [np.flatnonzero(y == c) for c in (0, 1)]
-    estimate = float(metric(y, a) - metric(y, b))
-    draws = np.empty(resamples)
-    for r in range(resamples):
-        idx = np.concatenate([rng.choice(g, len(g), replace=True) for g in groups])
-        draws[r] = metric(y[idx], a[idx]) - metric(y[idx], b[idx])
+    idx = np.concatenate([rng.choice(g, (resamples, len(g)), replace=True) for g in groups], axis=1)
+    if metric is None:
+        estimate = float(auroc_by_rank(y, a) - auroc_by_rank(y, b))
+        draws = auroc_by_rank(y[idx], a[idx]) - auroc_by_rank(y[idx], b[idx])
+    else:
+        estimate = float(metric(y, a) - metric(y, b))
+        draws = np.array([metric(y[i], a[i]) - metric(y[i], b[i]) for i in idx])
     tail = (1 - confidence) / 2
     low, high = np.quantile(draws, [tail, 1 - tail])
     # two-sided bootstrap p-value: how often a resample lands on the other side of zero (at least 1/(R+1))

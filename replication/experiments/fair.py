@@ -35,7 +35,6 @@ from replication.errors import ParameterError
 from replication.experiments.curves import PairedSplit, paired_cases, paired_split
 from replication.experiments.table2 import PARTS
 from replication.params import CurvesParams, FairParams, Params, TextCnnParams, TextParams, TransferParams
-from replication.training.metrics import auroc
 
 MODELS = ("text", "image", "multimodal")
 BASELINES = ("tf-idf", "majority")
@@ -191,7 +190,7 @@ def run_split(setup: FairSetup, data: PairedSplit, k: int, word2vec_dir: str | P
     ablation = {}
     for key, x in permuted.items():
         s = mm.predict(x, batch_size=256, verbose=0).ravel()
-        drop = st.paired_bootstrap(y["test"], scores["multimodal"]["test"], s, auroc, fair.resamples, fair.confidence, seed)
+        drop = st.paired_bootstrap(y["test"], scores["multimodal"]["test"], s, None, fair.resamples, fair.confidence, seed)
         ablation[key] = {"auroc": st.auroc_interval(y["test"], s, fair.confidence)["auroc"], "drop": drop}
     if log:
         log(f"fair {data.column}: test AUROC " + ", ".join(f"{m} {reports[m]['auroc']:.3f}" for m in (*MODELS, "tf-idf"))
@@ -219,7 +218,7 @@ def paired_comparison(y: np.ndarray, score_a: np.ndarray, score_b: np.ndarray, p
     """a − b on the same test cases: DeLong's test of AUROC, McNemar's of accuracy, a paired bootstrap interval."""
     return {"auroc": st.delong_test(y, score_a, score_b, fair.confidence),
             "accuracy": st.mcnemar_test(y, pred_a, pred_b),
-            "auroc_bootstrap": st.paired_bootstrap(y, score_a, score_b, auroc, fair.resamples, fair.confidence, seed)}
+            "auroc_bootstrap": st.paired_bootstrap(y, score_a, score_b, None, fair.resamples, fair.confidence, seed)}
 
 
 def summarise(splits: Sequence[Mapping[str, Any]], fair: FairParams) -> dict[str, Any]:
