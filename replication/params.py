@@ -187,8 +187,14 @@ class FairParams:
     joint_epochs: int                   # the multimodal; the standalone models train as many more (equal budget)
     batch_size: int
     encoder: str                        # frozen: the pretrained encoder's features, computed once
-    resamples: int                      # paired bootstrap resamples
+
+
+@dataclass(frozen=True)
+class StatisticsParams:
+    """Shared by every test-split comparison (fair protocol, Fig. 4, Table 2): interval level and bootstrap size."""
+
     confidence: float
+    resamples: int                      # paired bootstrap resamples
 
 
 @dataclass(frozen=True)
@@ -222,6 +228,7 @@ class Params:
     transfer: TransferParams
     curves: CurvesParams
     fair: FairParams
+    statistics: StatisticsParams
     localisation: LocalisationParams
 
 

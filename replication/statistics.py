@@ -8,7 +8,7 @@ the brute-force structural components of DeLong, DeLong & Clarke-Pearson (1988).
 
 from __future__ import annotations
 
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 from scipy import stats
@@ -199,3 +199,99 @@ def binary_report(y: Any, score: Any, threshold: float, confidence: float = 0.95
             "accuracy": float(np.mean(predicted == y)), "accuracy_at_0.5": float(np.mean((s >= 0.5) == y)),
             "balanced_accuracy": float(balanced_accuracy_score(y, predicted)), "threshold": float(threshold),
             "n": int(len(y)), "positives": int(y.sum())}
+
+
+def paired_comparison(y: Any, score_a: Any, score_b: Any, pred_a: Any, pred_b: Any, resamples: int = 2000,
+                      confidence: float = 0.95, seed: int = 0) -> dict[str, Any]:
+    """a − b on the same test cases: DeLong's test of AUROC, McNemar's of accuracy, a paired bootstrap interval of
+    the AUROC difference."""
+    return {"auroc": delong_test(y, score_a, score_b, confidence),
+            "accuracy": mcnemar_test(y, pred_a, pred_b, confidence),
+            "auroc_bootstrap": paired_bootstrap(y, score_a, score_b, None, resamples, confidence, seed)}
+
+
+def check_statistics(confidence: float, resamples: int, where: str = "statistics") -> None:
+    """Loud parameter errors for the shared `statistics` section."""
+    from replication.errors import ParameterError
+
+    if not 0 < confidence < 1:
+        raise ParameterError(f"{where}.confidence", confidence, "a number in (0, 1)")
+    if isinstance(resamples, bool) or not isinstance(resamples, (int, np.integer)) or resamples < 1:
+        raise ParameterError(f"{where}.resamples", resamples, "an integer >= 1")
+
+
+def majority_report(y: Any, majority: float) -> dict[str, Any]:
+    """The training split's majority class on the test cases, in `binary_report`'s keys: a constant score, so
+    AUROC is 0.5 by definition (no interval) and balanced accuracy 0.5."""
+    y = np.asarray(y).ravel().astype(int)
+    accuracy = float(np.mean(y == majority))
+    return {"auroc": 0.5, "auroc_low": 0.5, "auroc_high": 0.5, "accuracy": accuracy, "accuracy_at_0.5": accuracy,
+            "balanced_accuracy": 0.5, "threshold": 0.5, "n": int(len(y)), "positives": int(y.sum())}
+
+
+def compare_on_test(y_val: Any, y_test: Any, scores: Mapping[str, tuple[Any, Any]], pairs: Sequence[tuple[str, str]],
+                    majority: float | None, resamples: int, confidence: float, seed: int) -> dict[str, Any]:
+    """One split: each model's test report at the threshold chosen on its validation scores (`scores`: name ->
+    (validation scores, test scores) on the same cases), the training majority class when given, and for each
+    (a, b) in `pairs` whose models are both present the paired tests of a − b."""
+    y_val, y_test = np.asarray(y_val).astype(int), np.asarray(y_test).astype(int)
+    reports, predictions = {}, {}
+    for name, (val, test) in scores.items():
+        threshold = choose_threshold(y_val, val)
+        reports[name] = binary_report(y_test, test, threshold, confidence)
+        predictions[name] = (np.asarray(test) >= threshold).astype(int)
+    if majority is not None:
+        reports["majority class"] = majority_report(y_test, majority)
+    comparisons = {f"{a} - {b}": paired_comparison(y_test, scores[a][1], scores[b][1], predictions[a], predictions[b], resamples, confidence, seed)
+                   for a, b in pairs if a in scores and b in scores}
+    return {"test": reports, "comparisons": comparisons}
+
+
+def summarise_splits(splits: Sequence[Mapping[str, Any]], n_train: float, n_test: float, confidence: float) -> dict[str, Any]:
+    """Across splits (each from `compare_on_test`): every model's mean test numbers (with the AUROC's sd), and each
+    difference's mean with the corrected resampled t interval and p-value, plus how many splits' own DeLong test
+    had p below 1 − confidence (and in how many of those a was the higher); `differences` is empty with one split (no variance to correct)."""
+    models = {}
+    for name in dict.fromkeys(n for s in splits for n in s["test"]):
+        rows = [s["test"][name] for s in splits if name in s["test"]]
+        models[name] = {key: float(np.mean([r[key] for r in rows])) for key in ("auroc", "accuracy", "accuracy_at_0.5", "balanced_accuracy")}
+        models[name]["auroc_sd"] = float(np.std([r["auroc"] for r in rows], ddof=1)) if len(rows) > 1 else 0.0
+        models[name]["splits"] = len(rows)
+    differences = {}
+    for key in dict.fromkeys(k for s in splits for k in s["comparisons"]):
+        rows = [s["comparisons"][key] for s in splits if key in s["comparisons"]]
+        if len(rows) < 2:
+            continue
+        differences[key] = {metric: corrected_resampled_t([r[metric]["estimate"] for r in rows], n_train, n_test, confidence)
+                            for metric in ("auroc", "accuracy")}
+        significant = [r["auroc"] for r in rows if r["auroc"]["p_value"] < 1 - confidence]
+        differences[key]["significant_splits"] = len(significant)
+        differences[key]["significant_splits_a_higher"] = int(sum(r["estimate"] > 0 for r in significant))
+    return {"models": models, "differences": differences}
+
+
+def tests_markdown(summary: Mapping[str, Any], splits: Sequence[Mapping[str, Any]], title: str, baselines: Sequence[str] = (),
+                   confidence: float = 0.95) -> str:
+    """A `summarise_splits` result as Markdown: mean test numbers per model (`baselines` marked as such), then each
+    difference across splits (corrected resampled t), or with one split that split's DeLong and McNemar tests."""
+    n = len(splits)
+    cell = lambda d, e="mean": f"{d[e]:+.3f} [{d['low']:+.3f}, {d['high']:+.3f}], p = {d['p_value']:.3g}"  # noqa: E731
+    lines = [f"**{title}** (test split, mean over {n} split{'s' if n != 1 else ''}; accuracy at the threshold chosen on validation)\n",
+             "| model | test AUROC | sd | accuracy | accuracy at 0.5 | balanced accuracy |", "|---|---|---|---|---|---|"]
+    for name, m in summary["models"].items():
+        label = f"{name} (baseline)" if name in baselines else name
+        lines.append(f"| {label} | {m['auroc']:.3f} | {m['auroc_sd']:.3f} | {m['accuracy']:.3f} | {m['accuracy_at_0.5']:.3f} | {m['balanced_accuracy']:.3f} |")
+    if summary["differences"]:
+        lines += ["", f"| difference | AUROC: mean [interval], p | accuracy: mean [interval], p | splits with DeLong p < {1 - confidence:.2g} |",
+                  "|---|---|---|---|"]
+        for key, d in summary["differences"].items():
+            lines.append(f"| {key} | {cell(d['auroc'])} | {cell(d['accuracy'])} | {d['significant_splits']} of {n} "
+                         f"({d['significant_splits_a_higher']} with the first higher) |")
+        lines += ["", "Across splits: corrected resampled t-test (Nadeau & Bengio 2003); per split (in the stage's JSON): DeLong, "
+                  "McNemar and a stratified paired bootstrap on the same test cases."]
+    elif splits and splits[0]["comparisons"]:
+        lines += ["", "| difference (one split) | AUROC (DeLong): estimate [interval], p | accuracy (McNemar): estimate [interval], p | n |",
+                  "|---|---|---|---|"]
+        for key, c in splits[0]["comparisons"].items():
+            lines.append(f"| {key} | {cell(c['auroc'], 'estimate')} | {cell(c['accuracy'], 'estimate')} | {c['auroc']['n']} |")
+    return "\n".join(lines) + "\n"

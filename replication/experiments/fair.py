@@ -34,10 +34,10 @@ from replication.data.store import Cohort
 from replication.errors import ParameterError
 from replication.experiments.curves import PairedSplit, paired_cases, paired_split
 from replication.experiments.table2 import PARTS
-from replication.params import CurvesParams, FairParams, Params, TextCnnParams, TextParams, TransferParams
+from replication.params import CurvesParams, FairParams, Params, StatisticsParams, TextCnnParams, TextParams, TransferParams
 
 MODELS = ("text", "image", "multimodal")
-BASELINES = ("tf-idf", "majority")
+BASELINES = ("tf-idf", "majority class")
 # (a, b): the differences the paper claims (Table 3: multimodal over each submodel) and the text model against the
 # TF-IDF baseline a reviewer asks for.
 COMPARISONS = (("multimodal", "text"), ("multimodal", "image"), ("multimodal", "tf-idf"), ("text", "tf-idf"))
@@ -50,6 +50,7 @@ class FairSetup:
     """The sections the fair protocol reads."""
 
     fair: FairParams
+    statistics: StatisticsParams
     text: TextParams
     text_cnn: TextCnnParams
     image: TransferParams      # the head: hidden width, dropout, batch-norm momentum
@@ -61,22 +62,20 @@ class FairSetup:
 
     @classmethod
     def from_params(cls, params: Params) -> "FairSetup":
-        return cls(params.fair, params.text, params.text_cnn, params.transfer, params.curves, params.pretrain.architecture,
+        return cls(params.fair, params.statistics, params.text, params.text_cnn, params.transfer, params.curves, params.pretrain.architecture,
                    params.word2vec.dim, params.image_size, params.seed)
 
 
 def check_fair(section: FairParams, available_splits: int) -> FairParams:
     if section.encoder not in ENCODERS:
         raise ParameterError("fair.encoder", section.encoder, f"one of {list(ENCODERS)} (fine-tuning the encoder under this protocol is not built)")
-    if not 1 <= section.splits <= available_splits:
-        raise ParameterError("fair.splits", section.splits, f"an integer in 1..splits.count = {available_splits}")
+    if not 2 <= section.splits <= available_splits:
+        raise ParameterError("fair.splits", section.splits, f"an integer in 2..splits.count = {available_splits} (the across-split test needs 2)")
     if not section.learning_rates or any(lr <= 0 for lr in section.learning_rates):
         raise ParameterError("fair.learning_rates", list(section.learning_rates), "a non-empty list of positive numbers")
-    for key in ("submodel_epochs", "joint_epochs", "batch_size", "resamples"):
+    for key in ("submodel_epochs", "joint_epochs", "batch_size"):
         if getattr(section, key) < 1:
             raise ParameterError(f"fair.{key}", getattr(section, key), "an integer >= 1")
-    if not 0 < section.confidence < 1:
-        raise ParameterError("fair.confidence", section.confidence, "a number in (0, 1)")
     return section
 
 
@@ -87,6 +86,7 @@ def run_fair(setup: FairSetup, cohort: Cohort, encoder_path: str | Path, word2ve
     from replication.models.densenet import pooled_features
 
     fair = check_fair(setup.fair, len(cohort.split_columns))
+    st.check_statistics(setup.statistics.confidence, setup.statistics.resamples)
     cases, excluded = paired_cases(cohort, setup.text.keep_negations)
     features = pooled_features(setup.image_size, setup.architecture, encoder_path, cohort.images)
     splits = []
@@ -94,7 +94,7 @@ def run_fair(setup: FairSetup, cohort: Cohort, encoder_path: str | Path, word2ve
         data = paired_split(cases, features, f"split_{k}", setup.text, channel=False)
         splits.append(run_split(setup, data, k, word2vec_dir, log))
     return {"protocol": "fair", "synthetic": cohort.synthetic, "source": cohort.source, "excluded": excluded.summary(),
-            "encoder": fair.encoder, "feature_width": int(features.shape[1]), "splits": splits, "summary": summarise(splits, fair)}
+            "encoder": fair.encoder, "feature_width": int(features.shape[1]), "splits": splits, "summary": summarise(splits, setup.statistics.confidence)}
 
 
 def run_split(setup: FairSetup, data: PairedSplit, k: int, word2vec_dir: str | Path,
@@ -109,7 +109,7 @@ def run_split(setup: FairSetup, data: PairedSplit, k: int, word2vec_dir: str | P
     from replication.models.text_cnn import compile_text_cnn, text_cnn
     from replication.training.loop import fit_binary
 
-    fair, cnn = setup.fair, setup.text_cnn
+    fair, cnn, confidence, resamples = setup.fair, setup.text_cnn, setup.statistics.confidence, setup.statistics.resamples
     seed = setup.seed + 1000 * (k + 1)   # a new seed per split: initial weights, batch order, dropout
     vectors = load_vectors(Path(word2vec_dir) / f"{data.column}.kv", expected_dim=setup.embedding_dim)
     matrix, _ = embedding_matrix(data.vocab, vectors, setup.embedding_dim, seed=seed)
@@ -139,9 +139,8 @@ def run_split(setup: FairSetup, data: PairedSplit, k: int, word2vec_dir: str | P
         return min(losses) if losses else float("inf")
 
     chosen: dict[str, dict[str, Any]] = {}
-    submodels: dict[str, Any] = {}
     for name in ("text", "image"):
-        best: tuple[float, float, Any, Any] | None = None
+        best: tuple[float, float, Any, Any, Any] | None = None
         for lr in fair.learning_rates:
             model = build(name, lr, {})
             first = fit(model, name, fair.submodel_epochs, 1)
@@ -150,39 +149,28 @@ def run_split(setup: FairSetup, data: PairedSplit, k: int, word2vec_dir: str | P
             # the standalone model keeps whichever epoch of the whole budget had the lowest validation loss
             standalone_weights, loss = ([np.array(w) for w in model.get_weights()], second) if second <= first else (snapshot, first)
             if best is None or loss < best[0]:
-                best = (loss, lr, snapshot, standalone_weights)
-        loss, lr, snapshot, standalone_weights = best
-        sub = build(name, lr, {})
-        sub.set_weights(snapshot)
-        submodels[name] = sub
-        standalone = build(name, lr, {})
-        standalone.set_weights(standalone_weights)
-        chosen[name] = {"model": standalone, "learning_rate": lr, "val_loss": loss}
+                best = (loss, lr, model, snapshot, standalone_weights)
+        loss, lr, model, snapshot, standalone_weights = best
+        model.set_weights(snapshot)   # the submodel the multimodal is built from (its build copies the weights)
+        chosen[name] = {"model": model, "learning_rate": lr, "val_loss": loss, "weights": standalone_weights}
+    submodels = {name: chosen[name]["model"] for name in ("text", "image")}
     best_mm: tuple[float, float, Any] | None = None
     for lr in fair.learning_rates:
         model = build("multimodal", lr, submodels)
         loss = fit(model, "multimodal", fair.joint_epochs, 3)
         if best_mm is None or loss < best_mm[0]:
             best_mm = (loss, lr, model)
+    for name in ("text", "image"):   # every multimodal is built: the standalone models take their own best weights
+        chosen[name]["model"].set_weights(chosen[name].pop("weights"))
     chosen["multimodal"] = {"model": best_mm[2], "learning_rate": best_mm[1], "val_loss": best_mm[0]}
 
     y = {p: data.labels[p].astype(int) for p in PARTS}
-    scores: dict[str, dict[str, np.ndarray]] = {}
-    for name in MODELS:
-        model = chosen[name]["model"]
-        scores[name] = {p: model.predict(inputs(name, p), batch_size=256, verbose=0).ravel() for p in ("val", "test")}
+    scores = {name: tuple(chosen[name]["model"].predict(inputs(name, p), batch_size=256, verbose=0).ravel() for p in ("val", "test"))
+              for name in MODELS}
     tfidf = tfidf_scores(data.docs["train"], y["train"], {p: data.docs[p] for p in ("val", "test")}, seed=seed)
-    scores["tf-idf"] = {p: tfidf[p] for p in ("val", "test")}
-    majority = float(y["train"].mean() >= 0.5)
-    scores["majority"] = {p: np.full(len(y[p]), majority) for p in ("val", "test")}
-
-    reports, predictions = {}, {}
-    for name, s in scores.items():
-        threshold = 0.5 if name == "majority" else st.choose_threshold(y["val"], s["val"])
-        reports[name] = st.binary_report(y["test"], s["test"], threshold, fair.confidence) if name != "majority" else majority_report(y["test"], majority)
-        predictions[name] = (s["test"] >= threshold).astype(int)
-    comparisons = {f"{a} - {b}": paired_comparison(y["test"], scores[a]["test"], scores[b]["test"], predictions[a], predictions[b], fair, seed)
-                   for a, b in COMPARISONS}
+    scores["tf-idf"] = (tfidf["val"], tfidf["test"])
+    tested = st.compare_on_test(y["val"], y["test"], scores, COMPARISONS, float(y["train"].mean() >= 0.5), resamples, confidence, seed)
+    reports, comparisons = tested["test"], tested["comparisons"]
     mm = chosen["multimodal"]["model"]
     rng = np.random.default_rng(seed)
     order = rng.permutation(len(y["test"]))
@@ -190,8 +178,8 @@ def run_split(setup: FairSetup, data: PairedSplit, k: int, word2vec_dir: str | P
     ablation = {}
     for key, x in permuted.items():
         s = mm.predict(x, batch_size=256, verbose=0).ravel()
-        drop = st.paired_bootstrap(y["test"], scores["multimodal"]["test"], s, None, fair.resamples, fair.confidence, seed)
-        ablation[key] = {"auroc": st.auroc_interval(y["test"], s, fair.confidence)["auroc"], "drop": drop}
+        drop = st.paired_bootstrap(y["test"], scores["multimodal"][1], s, None, resamples, confidence, seed)
+        ablation[key] = {"auroc": st.auroc_interval(y["test"], s, confidence)["auroc"], "drop": drop}
     if log:
         log(f"fair {data.column}: test AUROC " + ", ".join(f"{m} {reports[m]['auroc']:.3f}" for m in (*MODELS, "tf-idf"))
             + "; rates " + ", ".join(f"{m} {chosen[m]['learning_rate']:g}" for m in MODELS))
@@ -206,42 +194,15 @@ def run_split(setup: FairSetup, data: PairedSplit, k: int, word2vec_dir: str | P
     }
 
 
-def majority_report(y: np.ndarray, majority: float) -> dict[str, Any]:
-    """The majority class on the test cases: a constant score, so AUROC is 0.5 by definition (no interval)."""
-    accuracy = float(np.mean(y == majority))
-    return {"auroc": 0.5, "auroc_low": 0.5, "auroc_high": 0.5, "accuracy": accuracy, "accuracy_at_0.5": accuracy,
-            "balanced_accuracy": 0.5, "threshold": 0.5, "n": int(len(y)), "positives": int(y.sum())}
-
-
-def paired_comparison(y: np.ndarray, score_a: np.ndarray, score_b: np.ndarray, pred_a: np.ndarray, pred_b: np.ndarray,
-                      fair: FairParams, seed: int) -> dict[str, Any]:
-    """a − b on the same test cases: DeLong's test of AUROC, McNemar's of accuracy, a paired bootstrap interval."""
-    return {"auroc": st.delong_test(y, score_a, score_b, fair.confidence),
-            "accuracy": st.mcnemar_test(y, pred_a, pred_b),
-            "auroc_bootstrap": st.paired_bootstrap(y, score_a, score_b, None, fair.resamples, fair.confidence, seed)}
-
-
-def summarise(splits: Sequence[Mapping[str, Any]], fair: FairParams) -> dict[str, Any]:
+def summarise(splits: Sequence[Mapping[str, Any]], confidence: float) -> dict[str, Any]:
     """Across splits: each model's mean test numbers, and for each difference the mean with the corrected resampled
     t interval and p-value (the splits share cases, so the plain t-test would be anti-conservative)."""
     n_train = float(np.mean([s["counts"]["train"] for s in splits]))
     n_test = float(np.mean([s["counts"]["test"] for s in splits]))
-    models = {}
-    for name in (*MODELS, *BASELINES):
-        rows = [s["test"][name] for s in splits]
-        models[name] = {key: float(np.mean([r[key] for r in rows])) for key in ("auroc", "accuracy", "accuracy_at_0.5", "balanced_accuracy")}
-        models[name]["auroc_sd"] = float(np.std([r["auroc"] for r in rows], ddof=1)) if len(rows) > 1 else 0.0
-    differences = {}
-    for a, b in COMPARISONS:
-        key = f"{a} - {b}"
-        differences[key] = {
-            metric: st.corrected_resampled_t([s["comparisons"][key][metric]["estimate"] for s in splits], n_train, n_test, fair.confidence)
-            for metric in ("auroc", "accuracy")}
-        differences[key]["significant_splits"] = int(sum(s["comparisons"][key]["auroc"]["p_value"] < 1 - fair.confidence for s in splits))
-    ablation = {key: st.corrected_resampled_t([s["ablation"][key]["drop"]["estimate"] for s in splits], n_train, n_test, fair.confidence)
+    ablation = {key: st.corrected_resampled_t([s["ablation"][key]["drop"]["estimate"] for s in splits], n_train, n_test, confidence)
                 for key in ABLATIONS}
-    return {"splits": len(splits), "mean_counts": {"train": n_train, "test": n_test}, "models": models,
-            "differences": differences, "ablation": ablation,
+    return {"splits": len(splits), "mean_counts": {"train": n_train, "test": n_test},
+            **st.summarise_splits(splits, n_train, n_test, confidence), "ablation": ablation,
             "learning_rates": {m: [s["learning_rates"][m] for s in splits] for m in MODELS}}
 
 
@@ -264,22 +225,12 @@ def fair_markdown(result: Mapping[str, Any]) -> str:
     """The fair protocol's tables: test numbers per model beside the baselines, the paired differences, the ablation."""
     summary = result["summary"]
     lines = ["> SYNTHETIC DATA: a control of the pipeline, not evidence about the paper.\n"] if result["synthetic"] else []
-    n = summary["splits"]
-    lines += [f"**Fair protocol** (test split, mean over {n} splits; encoder {result['encoder']}; "
-              f"~{summary['mean_counts']['test']:.0f} test cases per split)\n",
-              "| model | test AUROC | sd | accuracy (threshold from validation) | accuracy at 0.5 | balanced accuracy |",
-              "|---|---|---|---|---|---|"]
-    for name, m in summary["models"].items():
-        label = f"{name} (baseline)" if name in BASELINES else name
-        lines.append(f"| {label} | {m['auroc']:.3f} | {m['auroc_sd']:.3f} | {m['accuracy']:.3f} | {m['accuracy_at_0.5']:.3f} | {m['balanced_accuracy']:.3f} |")
-    lines += ["", "| difference | AUROC: mean [interval], p | accuracy: mean [interval], p | splits with DeLong p < 0.05 |", "|---|---|---|---|"]
-    cell = lambda d: f"{d['mean']:+.3f} [{d['low']:+.3f}, {d['high']:+.3f}], p = {d['p_value']:.3g}"
-    for key, d in summary["differences"].items():
-        lines.append(f"| {key} | {cell(d['auroc'])} | {cell(d['accuracy'])} | {d['significant_splits']} of {n} |")
+    lines.append(st.tests_markdown(summary, result["splits"], f"Fair protocol (encoder {result['encoder']}; "
+                                   f"~{summary['mean_counts']['test']:.0f} test cases per split)", BASELINES))
+    cell = lambda d: f"{d['mean']:+.3f} [{d['low']:+.3f}, {d['high']:+.3f}], p = {d['p_value']:.3g}"  # noqa: E731
     lines += ["", "| multimodal with | AUROC drop: mean [interval], p |", "|---|---|"]
     for key, d in summary["ablation"].items():
         lines.append(f"| {key} | {cell(d)} |")
-    lines += ["", "Intervals and p-values across splits: corrected resampled t-test (Nadeau & Bengio 2003); per split "
-              "(runs.json): DeLong, McNemar and a stratified paired bootstrap on the same test cases. Learning rates chosen "
-              "on validation loss: " + "; ".join(f"{m} {sorted(set(v))}" for m, v in summary["learning_rates"].items()) + ".", ""]
+    lines += ["", "The drop: AUROC with the input permuted across the test cases, per split by paired bootstrap, across "
+              "splits by the corrected resampled t-test. Learning rates chosen on validation loss: " + "; ".join(f"{m} {sorted(set(v))}" for m, v in summary["learning_rates"].items()) + ".", ""]
     return "\n".join(lines)

@@ -19,7 +19,7 @@ from replication.data.store import Cohort, Exclusions
 from replication.data.text import Vocabulary, clean_report, corpus_statistics
 from replication.errors import DataError, ParameterError
 from replication.experiments.reference import paper_value
-from replication.params import Table2Params, TextCnnParams, TextParams, Word2VecParams
+from replication.params import StatisticsParams, Table2Params, TextCnnParams, TextParams, Word2VecParams
 
 PARTS = ("train", "val", "test")
 BASELINES = ("tf-idf + logistic regression", "majority class")
@@ -136,8 +136,9 @@ def run_table2(cohort: Cohort, word2vec_dir: str | Path, text: TextParams, w2v: 
     The custom variant reads the `word2vec` stage's vectors (`word2vec_dir`/split_<k>.kv); an ablation that changes
     the cleaning trains its own word2vec on its own training reports. A generic embedding file that is absent
     makes that variant 'not run' (with the reason), never a silent substitute."""
-    from replication.models.baselines import majority_class, tfidf_logistic_regression
+    from replication.models.baselines import majority_class, tfidf_logistic_regression, tfidf_scores
     from replication.models.embeddings import embedding_matrix, load_vectors, train_word2vec
+    from replication.training.batches import predict_scores
 
     configs = [(v, v, text) for v in check_variants(table.variants)]
     for ablation in table.ablations:
@@ -170,15 +171,21 @@ def run_table2(cohort: Cohort, word2vec_dir: str | Path, text: TextParams, w2v: 
             else:
                 vectors = generic if variant == "generic" else None
             matrix, coverage = embedding_matrix(split.vocab, vectors, w2v.dim, seed=seed + k)
-            metrics, history, _ = train_text_cnn(split, matrix, cnn, seed=seed + k, name=f"{name} {column}")
+            metrics, history, model = train_text_cnn(split, matrix, cnn, seed=seed + k, name=f"{name} {column}")
             runs.append({"variant": name, "split": column, "metrics": metrics, "coverage": coverage,
-                         "truncated": split.truncated, "excluded": len(split.exclusions)})
+                         "truncated": split.truncated, "excluded": len(split.exclusions),
+                         "scores": {p: predict_scores(model, split.ids[p]).ravel().astype(float).tolist() for p in ("val", "test")},
+                         "labels": {p: split.labels[p].astype(int).tolist() for p in ("val", "test")}})
             histories[(name, column)] = history
         split = text_split(cohort.cases, column, text, cleaned[text.keep_negations])
         parts = {p: (split.docs[p], split.labels[p]) for p in PARTS}
+        tfidf = tfidf_scores(split.docs["train"], split.labels["train"], {p: split.docs[p] for p in ("val", "test")}, seed=seed)
         runs.append({"variant": BASELINES[0], "split": column,
-                     "metrics": tfidf_logistic_regression(split.docs["train"], split.labels["train"], parts, seed=seed)})
-        runs.append({"variant": BASELINES[1], "split": column,
+                     "metrics": tfidf_logistic_regression(split.docs["train"], split.labels["train"], parts, seed=seed),
+                     "scores": {p: tfidf[p].astype(float).tolist() for p in ("val", "test")},
+                     "labels": {p: split.labels[p].astype(int).tolist() for p in ("val", "test")}})
+        runs.append({"variant": BASELINES[1], "split": column, "counts": {p: int(len(split.labels[p])) for p in PARTS},
+                     "majority": float(np.mean(split.labels["train"]) >= 0.5),
                      "metrics": majority_class(split.labels["train"], {p: split.labels[p] for p in PARTS})})
     corpus = corpus_statistics(list(cleaned[text.keep_negations][0]["tokens"]), text.sequence_length)
     counts = cohort.counts()
@@ -201,6 +208,35 @@ def summarise(runs: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
         if not r.get("metrics"):
             out.setdefault(r["variant"], {"not_run": r.get("reason", "")})
     return out
+
+
+# custom − each alternative: the paper's claim (custom beats generic), the random-embedding floor, the TF-IDF baseline
+COMPARISONS = (("custom", "generic"), ("custom", "random"), ("custom", BASELINES[0]))
+
+
+def table2_tests(runs: Sequence[Mapping[str, Any]], statistics: StatisticsParams, seed: int) -> dict[str, Any]:
+    """Table 2 on the test split: per split each variant's and baseline's test AUROC (DeLong interval) and accuracy
+    at the threshold chosen on validation, the paired tests of custom − generic / random / TF-IDF on the same test
+    cases (DeLong, McNemar, paired bootstrap), and across splits the corrected resampled t-test."""
+    from replication import statistics as st
+
+    st.check_statistics(statistics.confidence, statistics.resamples)
+    splits = []
+    for column in dict.fromkeys(r["split"] for r in runs):
+        here = [r for r in runs if r["split"] == column]
+        scored = {r["variant"]: r for r in here if "scores" in r}
+        majority = next(r for r in here if r["variant"] == BASELINES[1])
+        labels = next(iter(scored.values()))["labels"]
+        for name, r in scored.items():
+            if r["labels"] != labels:
+                raise DataError(column, f"{name} was scored on other test cases; the paired tests need the same ones")
+        scores = {name: (r["scores"]["val"], r["scores"]["test"]) for name, r in scored.items()}
+        splits.append({"split": column, "counts": majority["counts"],
+                       **st.compare_on_test(labels["val"], labels["test"], scores, COMPARISONS, majority["majority"],
+                                            statistics.resamples, statistics.confidence, seed)})
+    n_train = float(np.mean([s["counts"]["train"] for s in splits]))
+    n_test = float(np.mean([s["counts"]["test"] for s in splits]))
+    return {"splits": splits, **st.summarise_splits(splits, n_train, n_test, statistics.confidence)}
 
 
 def table2_metrics(result: Table2Result) -> dict[str, Any]:

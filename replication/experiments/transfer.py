@@ -21,11 +21,13 @@ from replication.data.store import Cohort
 from replication.errors import DataError, ParameterError
 from replication.experiments.images import PARTS, ImageSplit, Log, image_split
 from replication.io import atomic_path, sha256_file
-from replication.params import TransferParams
+from replication import statistics as st
+from replication.params import StatisticsParams, TransferParams
 from replication.tracking import series_name
 
 INITIALISATIONS = ("chestxray14", "imagenet", "scratch")
 NOT_OFFLINE = "not run: weights not available offline"
+TFIDF_SAME_CASES = "tf-idf (reports of the same cases)"
 STAT_NAMES = ("mean_val_accuracy_over_epochs", "final_val_accuracy", "final_val_auroc", "test_accuracy", "test_auroc")
 
 
@@ -62,6 +64,7 @@ def finetune(
     """
     from replication.training.checkpoint import finish_checkpoint, finished_result
     from replication.training.loop import fit_binary
+    from replication.training.batches import predict_scores
     from replication.training.metrics import evaluate_binary
 
     if checkpoint_dir is not None:
@@ -76,6 +79,10 @@ def finetune(
                          checkpoint_dir=checkpoint_dir, checkpoint_key=checkpoint_key, log=log)
     result: dict[str, Any] = {p: evaluate_binary(model, data.x[p], data.y[p][:, 0], batch_size=max(batch, 64)) for p in PARTS}
     result["counts"] = {p: int(len(data.y[p])) for p in PARTS}
+    # per-case scores for the paired tests on the test split (and the threshold chosen on validation)
+    result["scores"] = {p: predict_scores(model, data.x[p], max(batch, 64)).ravel().astype(float).tolist() for p in ("val", "test")}
+    result["labels"] = {p: data.y[p][:, 0].astype(int).tolist() for p in PARTS}
+    result["case_ids"] = {p: list(data.case_ids[p]) for p in PARTS}
     majority = float(data.y["train"][:, 0].mean() >= 0.5)
     result["majority_class"] = {f"{p}_accuracy": float(np.mean(data.y[p][:, 0] == majority)) for p in ("val", "test")}
     if checkpoint_dir is not None:
@@ -219,6 +226,45 @@ def summarise_transfer(result: TransferResult) -> dict[str, Any]:
             out[b]["minus_scratch_mean_val_accuracy_over_epochs"] = stat(diff)
             out[b]["splits_better_than_scratch"] = int((diff > 0).sum())
     return out
+
+
+def transfer_tests(result: TransferResult, tokens: Mapping[str, Sequence[str]], statistics: StatisticsParams,
+                   seed: int) -> dict[str, Any]:
+    """Fig. 4 on the test split: per split each initialisation's test AUROC (DeLong interval) and accuracy at the
+    threshold chosen on its validation scores, the majority class and TF-IDF on the reports of the same test cases,
+    and each pretrained-minus-scratch difference with DeLong, McNemar and a paired bootstrap; across splits the
+    corrected resampled t-test of those differences (when at least 2 splits ran).
+
+    `tokens`: each case's cleaned report (`table2.clean_cases`), for the TF-IDF baseline; cases without text get
+    an empty document."""
+    from replication.models.baselines import tfidf_scores
+
+    st.check_statistics(statistics.confidence, statistics.resamples)
+    runs = [r for r in result.runs if r.get("metrics") and "scores" in r["metrics"]]
+    splits: dict[str, dict[str, Any]] = {}
+    for column in dict.fromkeys(r["split"] for r in runs):
+        here = {r["init"]: r["metrics"] for r in runs if r["split"] == column}
+        first = next(iter(here.values()))
+        ids = first["case_ids"]
+        for init, m in here.items():
+            if m["case_ids"] != ids:
+                raise DataError(column, f"{init} was scored on other cases than {next(iter(here))}; the paired tests need the same ones")
+        y = {p: np.asarray(first["labels"][p]) for p in PARTS}
+        scores = {init: (m["scores"]["val"], m["scores"]["test"]) for init, m in here.items()}
+        docs = {p: [list(tokens.get(c, ())) for c in ids[p]] for p in PARTS}
+        tfidf = tfidf_scores(docs["train"], y["train"], {p: docs[p] for p in ("val", "test")}, seed=seed)
+        scores[TFIDF_SAME_CASES] = (tfidf["val"], tfidf["test"])
+        pairs = [(init, init.split("/")[0] + "/scratch") for init in here if not init.endswith("/scratch")]
+        splits[column] = {**st.compare_on_test(y["val"], y["test"], scores, pairs, float(y["train"].mean() >= 0.5),
+                                               statistics.resamples, statistics.confidence, seed), "counts": first["counts"]}
+    rows = list(splits.values())
+    n_train = float(np.mean([s["counts"]["train"] for s in rows])) if rows else 0.0
+    n_test = float(np.mean([s["counts"]["test"] for s in rows])) if rows else 0.0
+    return {"splits": splits, **st.summarise_splits(rows, n_train, n_test, statistics.confidence)}
+
+
+def transfer_tests_markdown(tests: Mapping[str, Any], confidence: float = 0.95) -> str:
+    return st.tests_markdown(tests, list(tests["splits"].values()), "Fig. 4 on the test split", ("majority class", TFIDF_SAME_CASES), confidence)
 
 
 def transfer_metrics(summary: Mapping[str, Any]) -> dict[str, Any]:

@@ -73,7 +73,7 @@ def repro(tmp_path_factory):
 def test_every_stage_ran_and_wrote_well_formed_outputs(repro):
     workdir, output = repro
     for stage in ("synth@iu", "prepare@iu", "prepare@cxr14", "word2vec", "table2", "pretrain", "transfer", "curves",
-                  "table3", "localise", "compare"):
+                  "fair", "table3", "localise", "compare"):
         assert f"Running stage '{stage}'" in output, stage
     from replication.data.store import read_cohort
 
@@ -95,6 +95,20 @@ def test_every_stage_ran_and_wrote_well_formed_outputs(repro):
         assert series == sorted(f"{m}-split_{k}" for m in ("text", "image", "multimodal") for k in range(2 if setting == "high" else 1))
         assert sorted(p.name for p in (workdir / "outputs" / "models" / setting).iterdir()) == [
             "config.json", "image.keras", "multimodal.keras", "text.keras", "vocabulary.json"]
+    # the fair protocol: every split on its own seed, the paired tests on the test split, the modality ablation
+    fair = json.loads((results / "fair" / "runs.json").read_text())
+    assert [s["split"] for s in fair["splits"]] == [0, 1] and len({s["seed"] for s in fair["splits"]}) == 2
+    for split in fair["splits"]:
+        assert set(split["test"]) == {"text", "image", "multimodal", "tf-idf", "majority class"}
+        c = split["comparisons"]["multimodal - text"]
+        assert c["auroc"]["test"] == "DeLong" and c["accuracy"]["test"].startswith("McNemar") and c["auroc"]["n"] == split["counts"]["test"]
+        assert set(split["ablation"]) == {"image permuted", "text permuted"}
+    assert fair["summary"]["differences"]["multimodal - text"]["auroc"]["test"].startswith("corrected resampled t")
+    assert "Fair protocol" in (results / "table3" / "table3.md").read_text()
+    for stage, comparison in (("table2", "custom - random"), ("transfer", "densenet121/chestxray14 - densenet121/scratch")):
+        tests = json.loads((results / stage / "tests.json").read_text())
+        splits = tests["splits"] if isinstance(tests["splits"], list) else list(tests["splits"].values())
+        assert comparison in splits[0]["comparisons"] and "majority class" in splits[0]["test"], stage
     localisation = json.loads((results / "localisation" / "metrics.json").read_text())
     manifest = json.loads((results / "localisation" / "manifest.json").read_text())
     assert 0 <= localisation["masks"]["paper_method_at_sight_sensitivity"]["hit_rate"] <= 1 and manifest["boxes"]["boxes"] > 0

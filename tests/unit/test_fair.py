@@ -43,7 +43,8 @@ def setup(tmp_path_factory):
     params = profile_params("tiny", REPO)
     setup = FairSetup.from_params(params)
     setup = dataclasses.replace(setup, fair=dataclasses.replace(setup.fair, learning_rates=(1e-3, 1e-2), submodel_epochs=3,
-                                                               joint_epochs=3, resamples=200),
+                                                               joint_epochs=3),
+                                statistics=dataclasses.replace(setup.statistics, resamples=200),
                                 text=dataclasses.replace(setup.text, sequence_length=20))
     directory = tmp_path_factory.mktemp("w2v")
     vectors = KeyedVectors(setup.embedding_dim)
@@ -81,7 +82,7 @@ def test_the_planted_image_signal_is_found_and_the_empty_text_is_not(results):
     # the multimodal's decoder starts fresh and has only the joint epochs, against the text branch's noise
     assert run["image"]["auroc"] > 0.9 and run["multimodal"]["auroc"] > 0.75
     assert abs(run["text"]["auroc"] - 0.5) < 0.2 and abs(run["tf-idf"]["auroc"] - 0.5) < 0.2
-    assert run["majority"]["auroc"] == 0.5
+    assert run["majority class"]["auroc"] == 0.5
     mm_text = results[0]["comparisons"]["multimodal - text"]
     assert mm_text["auroc"]["estimate"] > 0.2 and mm_text["auroc"]["p_value"] < 0.01
     assert mm_text["auroc_bootstrap"]["low"] > 0
@@ -98,18 +99,18 @@ def test_summary_is_the_corrected_t_of_the_per_split_differences(setup):
         report = {"auroc": 0.7 + d, "accuracy": 0.6, "accuracy_at_0.5": 0.6, "balanced_accuracy": 0.6}
         comparison = {"auroc": {"estimate": d, "p_value": 0.01 if d > 0.05 else 0.5}, "accuracy": {"estimate": d / 2}}
         return {"split": k, "counts": {"train": 140, "val": 20, "test": 40}, "learning_rates": {m: 1e-3 for m in ("text", "image", "multimodal")},
-                "test": {m: report for m in ("text", "image", "multimodal", "tf-idf", "majority")},
+                "test": {m: report for m in ("text", "image", "multimodal", "tf-idf", "majority class")},
                 "comparisons": {f"{a} - {b}": comparison for a, b in COMPARISONS},
                 "ablation": {"image permuted": {"drop": {"estimate": d}}, "text permuted": {"drop": {"estimate": 0.0}}}}
 
     differences = [0.02, 0.06, 0.10, 0.04, 0.08]
-    summary = summarise([fake(k, d) for k, d in enumerate(differences)], setup.fair)
+    summary = summarise([fake(k, d) for k, d in enumerate(differences)], setup.statistics.confidence)
     got = summary["differences"]["multimodal - text"]
-    assert got["auroc"] == st.corrected_resampled_t(differences, 140, 40, setup.fair.confidence)
-    assert got["significant_splits"] == 3
+    assert got["auroc"] == st.corrected_resampled_t(differences, 140, 40, setup.statistics.confidence)
+    assert got["significant_splits"] == 3 and got["significant_splits_a_higher"] == 3
     assert got["accuracy"]["mean"] == pytest.approx(np.mean(differences) / 2)
     assert summary["models"]["text"]["auroc"] == pytest.approx(0.7 + np.mean(differences))
-    result = {"synthetic": True, "encoder": "frozen", "summary": summary}
+    result = {"synthetic": True, "encoder": "frozen", "summary": summary, "splits": [fake(k, d) for k, d in enumerate(differences)]}
     assert fair_metrics(result)["multimodal_minus_text"]["auroc"]["mean"] == pytest.approx(0.06)
     text = fair_markdown(result)
     assert "SYNTHETIC" in text and "| multimodal - text | +0.060 [" in text and "3 of 5" in text
