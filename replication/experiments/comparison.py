@@ -60,7 +60,8 @@ def compare(reference: Mapping[str, Any], results: str | Path) -> tuple[list[Row
         metrics = read_json(results / number.file)
         is_real = bool(manifest) and manifest.get("synthetic") is False
         real[stage_dir.name] = is_real
-        row = Row(number.section, number.quantity, number.where, number.paper, note=number.note)
+        note = number.note if number.source == "paper" else f"from the authors' notebooks, not the paper; {number.note}".rstrip("; ")
+        row = Row(number.section, number.quantity, number.where, number.paper, note=note)
         value = lookup(metrics, number.metric)
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             row.reproduced = float(value)

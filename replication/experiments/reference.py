@@ -11,7 +11,8 @@ import yaml
 
 from replication.errors import DataError
 
-KINDS = ("accuracy", "difference", "fraction", "count", "parameter", "unassigned")
+KINDS = ("accuracy", "auroc", "difference", "fraction", "count", "parameter", "unassigned")
+SOURCES = ("paper", "notebooks")   # the paper's text, or only the authors' notebooks (PAPER_FACTS.md)
 
 
 @dataclass(frozen=True)
@@ -29,6 +30,7 @@ class PaperNumber:
     kind: str
     sd: str | None = None
     note: str = ""
+    source: str = "paper"
 
 
 def load_reference(path: str | Path) -> dict[str, Any]:
@@ -45,6 +47,8 @@ def paper_numbers(reference: Mapping[str, Any], where: str = "paper/reference.ya
             raise DataError(where, f"entry {key!r}: {e}") from None
         if number.kind not in KINDS:
             raise DataError(where, f"entry {key!r}: kind {number.kind!r} is not one of {KINDS}")
+        if number.source not in SOURCES:
+            raise DataError(where, f"entry {key!r}: source {number.source!r} is not one of {SOURCES}")
         out.append(number)
     return out
 
