@@ -1,14 +1,12 @@
-"""The metrics of the last `dvc repro` (results/<profile>/, committed) against the paper or the committed baseline.
+"""The last `dvc repro` (results/<profile>/, committed): its provenance, and under the paper profile the paper's numbers.
 
-Under the paper profile every Table 2 / Table 3 number must lie within paper/reference.yaml's tolerance of the
-paper's. Under any other profile the headline numbers must stay within `TOLERANCE` of tests/baselines/<profile>.json,
-recorded from the run that produced the committed results (same parameters, same machine type: equal numbers;
-another CPU: round-off). After an intended change, re-run `dvc repro` and then
-`python tests/integration/test_last_repro.py` to re-record the baseline, and say why in the commit.
+`dvc status` must find the committed results up to date with the committed code and parameters. Under the paper
+profile every Table 2 / Table 3 number must also lie within paper/reference.yaml's tolerance of the paper's. (A
+comparison of the committed default results with a baseline recorded from those same results proved nothing and
+is gone; what the default run must show is asserted on planted effects, not on frozen numbers.)
 """
 
 import json
-import math
 import subprocess
 import sys
 from pathlib import Path
@@ -18,11 +16,8 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from conftest import REPO  # noqa: E402
-from replication.experiments.comparison import compare, key_metrics  # noqa: E402
+from replication.experiments.comparison import compare  # noqa: E402
 from replication.experiments.reference import load_reference  # noqa: E402
-
-TOLERANCE = 0.03
-
 
 def profile() -> str:
     return yaml.safe_load((REPO / "params.yaml").read_text())["profile"]
@@ -35,21 +30,13 @@ def results() -> Path:
     return path
 
 
-def test_the_last_repro_matches_its_reference():
+def test_under_the_paper_profile_the_last_repro_matches_the_paper():
     path = results()
-    if profile() == "paper":
-        rows, _ = compare(load_reference(REPO / "paper" / "reference.yaml"), path)
-        outside = [f"{r.section} {r.quantity}: {r.reproduced:.3f} vs {r.paper}" for r in rows if r.verdict == "outside tolerance"]
-        assert not outside, "outside the paper's tolerance:\n" + "\n".join(outside)
-        return
-    baseline_file = REPO / "tests" / "baselines" / f"{profile()}.json"
-    if not baseline_file.is_file():
-        pytest.skip(f"no committed baseline {baseline_file.name} for profile {profile()!r}")
-    baseline, now = json.loads(baseline_file.read_text())["metrics"], key_metrics(path)
-    missing = sorted(set(baseline) - set(now))
-    assert not missing, f"metrics missing from the last repro: {missing}"
-    drifted = {k: (now[k], v) for k, v in baseline.items() if not (math.isnan(now[k]) and math.isnan(v)) and not abs(now[k] - v) <= TOLERANCE}
-    assert not drifted, "moved beyond the tolerance (now, baseline): " + json.dumps(drifted, indent=1)
+    if profile() != "paper":
+        pytest.skip(f"profile {profile()!r}: only the paper profile's results are compared with the paper")
+    rows, _ = compare(load_reference(REPO / "paper" / "reference.yaml"), path)
+    outside = [f"{r.section} {r.quantity}: {r.reproduced:.3f} vs {r.paper}" for r in rows if r.verdict == "outside tolerance"]
+    assert not outside, "outside the paper's tolerance:\n" + "\n".join(outside)
 
 
 def test_the_committed_results_come_from_the_committed_code_and_params():
@@ -78,10 +65,3 @@ def test_the_comparison_report_marks_synthetic_runs():
         pytest.skip("the committed report is the default profile's")
     report = (REPO / "reports" / "paper_comparison.md").read_text()
     assert "SYNTHETIC DATA" in report and "within tolerance" not in report
-
-
-if __name__ == "__main__":  # re-record the baseline from the current results/<profile>/
-    target = REPO / "tests" / "baselines" / f"{profile()}.json"
-    target.write_text(json.dumps({"profile": profile(), "recorded_from": f"results/{profile()}", "metrics": key_metrics(results())},
-                                 indent=2, sort_keys=True) + "\n")
-    print(target.read_text())
