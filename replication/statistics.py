@@ -270,6 +270,16 @@ def summarise_splits(splits: Sequence[Mapping[str, Any]], n_train: float, n_test
     return {"models": models, "differences": differences}
 
 
+def summary_metrics(summary: Mapping[str, Any]) -> dict[str, Any]:
+    """The flat part of a `summarise_splits` result that `dvc metrics` compares: per model the mean test AUROC,
+    accuracy and balanced accuracy; per difference the AUROC and accuracy means with interval and p-value."""
+    keys = ("mean", "low", "high", "p_value")
+    return {"models": {name: {"test_auroc": m["auroc"], "test_accuracy": m["accuracy"], "test_balanced_accuracy": m["balanced_accuracy"]}
+                       for name, m in summary["models"].items()},
+            "differences": {key: {metric: {k: d[metric][k] for k in keys} for metric in ("auroc", "accuracy")}
+                            for key, d in summary["differences"].items()}}
+
+
 def tests_markdown(summary: Mapping[str, Any], splits: Sequence[Mapping[str, Any]], title: str, baselines: Sequence[str] = (),
                    confidence: float = 0.95) -> str:
     """A `summarise_splits` result as Markdown: mean test numbers per model (`baselines` marked as such), then each

@@ -210,12 +210,10 @@ def fair_metrics(result: Mapping[str, Any]) -> dict[str, Any]:
     """The flat summary `dvc metrics` compares: mean test AUROC and accuracy per model and baseline, each difference
     (mean, interval, p) and each ablation drop."""
     summary = result["summary"]
-    out: dict[str, Any] = {"splits": summary["splits"]}
-    for name, m in summary["models"].items():
-        out[name] = {"test_auroc": m["auroc"], "test_accuracy": m["accuracy"], "test_balanced_accuracy": m["balanced_accuracy"]}
-    for key, d in summary["differences"].items():
-        out[key.replace(" - ", "_minus_")] = {"auroc": {k: d["auroc"][k] for k in ("mean", "low", "high", "p_value")},
-                                              "accuracy": {k: d["accuracy"][k] for k in ("mean", "low", "high", "p_value")}}
+    flat = st.summary_metrics(summary)
+    out: dict[str, Any] = {"splits": summary["splits"], **flat["models"]}
+    for key, d in flat["differences"].items():
+        out[key.replace(" - ", "_minus_")] = d
     for key, d in summary["ablation"].items():
         out[key.replace(" ", "_")] = {k: d[k] for k in ("mean", "low", "high", "p_value")}
     return out

@@ -21,7 +21,7 @@ def main(argv: list[str] | None = None) -> int:
         tests = table2_tests(result.runs, params.statistics, params.seed)
         with atomic_path(args.results) as tmp:
             tmp.mkdir()
-            write_json(tmp / "metrics.json", {**table2_metrics(result), "test": {"models": tests["models"], "differences": tests["differences"]}})
+            write_json(tmp / "metrics.json", {**table2_metrics(result), "test": st.summary_metrics(tests)})
             write_json(tmp / "manifest.json", {"synthetic": cohort.synthetic, "source": cohort.source, "profile": params.profile,
                                                "corpus": result.corpus, "summary": result.summary, "notes": result.notes,
                                                "params": {s: plain(getattr(params, s)) for s in ("text", "word2vec", "text_cnn", "table2")}})

@@ -11,6 +11,7 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+from replication import statistics as st
 from replication.data.store import read_cohort
 from replication.experiments.table2 import clean_cases
 from replication.experiments.transfer import (figure_4, summarise_transfer, transfer_comparison, transfer_manifest, transfer_markdown,
@@ -36,7 +37,7 @@ def main(argv: list[str] | None = None) -> int:
         tests = transfer_tests(result, dict(zip(cleaned["case_id"], cleaned["tokens"])), params.statistics, params.seed)
         with atomic_path(args.results) as tmp:
             tmp.mkdir()
-            write_json(tmp / "metrics.json", {**transfer_metrics(summary), "test": {"models": tests["models"], "differences": tests["differences"]}})
+            write_json(tmp / "metrics.json", {**transfer_metrics(summary), "test": st.summary_metrics(tests)})
             write_json(tmp / "manifest.json", {"profile": params.profile, "image_size": params.image_size, "seed": params.seed,
                                                "pretrained_architecture": architecture, **transfer_manifest(cohort, result, summary),
                                                "params": {"transfer": plain(section)}})

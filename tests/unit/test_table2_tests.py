@@ -38,6 +38,9 @@ def test_custom_against_each_alternative():
     assert across["custom - random"]["auroc"]["low"] > 0 and across["custom - random"]["significant_splits"] == across["custom - random"]["significant_splits_a_higher"] == 3
     # equal signal: no difference found against TF-IDF
     assert across[f"custom - {BASELINES[0]}"]["auroc"]["p_value"] > 0.05
+    flat = st.summary_metrics(tests)   # what metrics.json holds: the numbers, not the per-split detail
+    assert flat["differences"]["custom - random"]["auroc"] == {k: across["custom - random"]["auroc"][k] for k in ("mean", "low", "high", "p_value")}
+    assert set(flat["models"]["custom"]) == {"test_auroc", "test_accuracy", "test_balanced_accuracy"}
     text = st.tests_markdown(tests, tests["splits"], "Table 2 on the test split", BASELINES)
     assert "| custom - random | +0." in text and "3 of 3" in text and "majority class (baseline)" in text
 
