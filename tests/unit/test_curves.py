@@ -43,10 +43,14 @@ def test_table3_against_the_hand_computation():
     assert d["mean"] == pytest.approx(0.1) and d["low"] == pytest.approx(0.1 - half) and d["high"] == pytest.approx(0.1 + half)
     md = table3_markdown(table3(hand_made()), synthetic=True, baselines={"majority class": {"accuracy": 0.6, "auroc": 0.5}})
     assert "SYNTHETIC" in md and "| multimodal | 0.750 ± 0.071" in md and "majority class (baseline)" in md
+    assert "plain t-interval" in md and "anti-conservative" in md   # shown as the paper's protocol, labelled as not evidence
 
 
 def test_one_split_has_no_interval_and_duplicates_are_refused():
     assert np.isnan(paired_difference([0.8], [0.7])["low"])
+    one = hand_made()
+    md = table3_markdown(table3(one[one["split"] == 0]), synthetic=True)
+    assert "one split: no interval" in md and "nan" not in md
     curves = hand_made()
     with pytest.raises(DataError, match="more than one row"):
         per_split(pd.concat([curves, curves.iloc[:1]]))
