@@ -128,8 +128,11 @@ def _boxes(args: argparse.Namespace) -> int:
     import dataclasses
 
     from replication.data.store import read_cohort
+    import numpy as np
+
     from replication.experiments.localisation import box_study, boxes_markdown, published_iobb
     from replication.experiments.reference import load_reference
+    from replication.explain.scoring import sight_sensitivity_tradeoff
     from replication.io import atomic_path, write_json, write_text
     from replication.params import load_params
 
@@ -141,19 +144,24 @@ def _boxes(args: argparse.Namespace) -> int:
     # the sweep and top-k of params.yaml's localisation section; the rest from the command line
     params = dataclasses.replace(load_params(args.params).localisation, images=args.images, steps=steps, rule=rule,
                                  sight_sensitivity=args.sight_sensitivity)
-    table, methods = box_study(cohort, args.pretrain, params, 0, published_iobb(load_reference(args.reference), args.reference))
-    if table.empty:
+    study = box_study(cohort, args.pretrain, params, 0, published_iobb(load_reference(args.reference), args.reference))
+    if study is None:
         raise DataError(args.cohort, "no test image of split_0 has a box of a finding the model predicts")
-    text = boxes_markdown(table, methods, synthetic=cohort.synthetic, rule=rule, steps=steps, models=args.pretrain,
+    text = boxes_markdown(study.table, study.methods, synthetic=cohort.synthetic, rule=rule, steps=steps, models=args.pretrain,
                           sight_sensitivity=args.sight_sensitivity)
     with atomic_path(args.out) as tmp:
         tmp.mkdir(parents=True)
-        table.to_csv(tmp / "boxes.csv", index=False)
-        methods.to_csv(tmp / "box_methods.csv", index=False)
+        study.table.to_csv(tmp / "boxes.csv", index=False, float_format="%.6g")
+        study.methods.to_csv(tmp / "box_methods.csv", index=False, float_format="%.6g")
+        cases = study.cases
+        at = cases["sight_sensitivity"].astype(float)
+        cases[at.isna() | np.isclose(at, args.sight_sensitivity)].to_csv(tmp / "box_cases.csv", index=False, float_format="%.6g")
         write_text(tmp / "boxes.md", text)
+        overall = study.table[study.table["finding"] == "all findings"].iloc[0]
         write_json(tmp / "metrics.json", {"synthetic": cohort.synthetic, "source": cohort.source, "sight_sensitivity": args.sight_sensitivity,
                                           "steps": steps, "rule": rule, "models": args.pretrain,
-                                          "all_findings": table[table["finding"] == "all findings"].iloc[0].to_dict()})
+                                          "all_findings": {k: v for k, v in overall.to_dict().items() if isinstance(v, (int, float))},
+                                          "sight_sensitivity_tradeoff": sight_sensitivity_tradeoff(study.methods)})
     print(text)
     return 0
 

@@ -9,7 +9,7 @@ threshold, and 8-connected components.
 
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 from scipy import ndimage
@@ -122,8 +122,13 @@ def signal_fraction_on(mask_signal: np.ndarray, artefact_mask: np.ndarray) -> fl
 
 
 def bootstrap_ci(values: Sequence[float] | np.ndarray, stat: Callable = np.mean, n: int = 1000, seed: int = 0,
-                 level: float = 0.95) -> tuple[float, float]:
-    """Percentile bootstrap interval of `stat` over cases (resampled with replacement, `n` times, fixed seed)."""
+                 level: float = 0.95, groups: Sequence[Any] | np.ndarray | None = None) -> tuple[float, float]:
+    """Percentile bootstrap interval of `stat` over cases (resampled with replacement, `n` times, fixed seed).
+
+    `groups` (one label per value, e.g. the image of each box): resample the groups instead, every value of a drawn
+    group coming with it, and take the pooled mean (`stat` must then be np.mean). scipy.stats.bootstrap resamples
+    single observations only, which treats several boxes of one image as independent (CheXlocalize resamples images).
+    """
     v = np.asarray(values, dtype=np.float64)
     if v.ndim != 1 or v.size == 0:
         raise ParameterError("values", v.shape, "a non-empty 1-D sequence")
@@ -132,13 +137,24 @@ def bootstrap_ci(values: Sequence[float] | np.ndarray, stat: Callable = np.mean,
     if not 0 < level < 1:
         raise ParameterError("level", level, "a number in (0, 1)")
     rng = np.random.default_rng(seed)
-    samples = v[rng.integers(0, v.size, size=(n, v.size))]
-    try:
-        stats = np.asarray(stat(samples, axis=1), dtype=np.float64)
-        if stats.shape != (n,):
-            raise TypeError
-    except TypeError:
-        stats = np.array([stat(s) for s in samples], dtype=np.float64)
+    if groups is not None:
+        g = np.asarray(groups)
+        if g.shape != v.shape:
+            raise ParameterError("groups", g.shape, f"one group label per value {v.shape}")
+        if stat is not np.mean:
+            raise ParameterError("stat", stat, "np.mean (a grouped bootstrap pools the drawn groups' values)")
+        _, inverse = np.unique(g, return_inverse=True)
+        sums, counts = np.bincount(inverse, weights=v), np.bincount(inverse).astype(np.float64)
+        draw = rng.integers(0, len(sums), size=(n, len(sums)))
+        stats = sums[draw].sum(axis=1) / counts[draw].sum(axis=1)
+    else:
+        samples = v[rng.integers(0, v.size, size=(n, v.size))]
+        try:
+            stats = np.asarray(stat(samples, axis=1), dtype=np.float64)
+            if stats.shape != (n,):
+                raise TypeError
+        except TypeError:
+            stats = np.array([stat(s) for s in samples], dtype=np.float64)
     low, high = np.quantile(stats, [(1 - level) / 2, 1 - (1 - level) / 2])
     return float(low), float(high)
 
@@ -159,7 +175,10 @@ def top_k_mask(attribution_map: np.ndarray, fraction: float, *, channel_reduce: 
 
 
 def otsu_threshold(values: np.ndarray, bins: int = 256) -> float:
-    """Otsu's threshold of values in [0, 1]: the histogram cut maximising the between-class variance."""
+    """Otsu's threshold of values in [0, 1]: the histogram cut maximising the between-class variance.
+
+    Written here rather than taken from scikit-image's `threshold_otsu` (the same 256-bin computation): that one
+    function would add scikit-image and its dependencies to the package; the unit tests pin it on hand cases."""
     v = np.asarray(values, dtype=np.float64).ravel()
     hist, edges = np.histogram(v, bins=bins, range=(0.0, 1.0))
     p = hist / max(hist.sum(), 1)

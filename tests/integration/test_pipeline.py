@@ -111,12 +111,16 @@ def test_every_stage_ran_and_wrote_well_formed_outputs(repro):
         assert comparison in splits[0]["comparisons"] and "majority class" in splits[0]["test"], stage
     localisation = json.loads((results / "localisation" / "metrics.json").read_text())
     manifest = json.loads((results / "localisation" / "manifest.json").read_text())
-    assert 0 <= localisation["masks"]["paper_method_at_sight_sensitivity"]["hit_rate"] <= 1 and manifest["boxes"]["boxes"] > 0
+    assert 0 <= localisation["masks"]["paper_method_at_sight_sensitivity"]["region_hit"] <= 1 and manifest["boxes"]["boxes"] > 0
+    assert localisation["masks"]["sight_sensitivity_tradeoff"]["measured"] and "sanity" in localisation["masks"]
     masks = pd.read_csv(results / "localisation" / "masks.csv")
-    assert {"integrated gradients", "gradients"} == set(masks["attribution"]) and masks["iou_mean"].dropna().between(0, 1).all()
+    baselines = {"SmoothGrad", "random map (chance)", "centre prior", "image intensity", "none (the whole image)"}
+    assert {"integrated gradients", "gradients"} | baselines == set(masks["attribution"]) and masks["iou_mean"].dropna().between(0, 1).all()
+    assert len(pd.read_csv(results / "localisation" / "sanity.csv")) == 6  # trained + the 5 cascade stages
     assert set(RULES) == set(pd.read_csv(results / "localisation" / "completeness.csv")["rule"])
     box_methods = pd.read_csv(results / "localisation" / "box_methods.csv")
-    assert {"integrated gradients", "gradients"} == set(box_methods["attribution"]) and "threshold only, tuned (2-fold)" in set(box_methods["method"])
+    assert {"integrated gradients", "gradients"} | baselines == set(box_methods["attribution"])
+    assert "threshold only, tuned (2-fold)" in set(box_methods["method"])
     for figure in ("table3/fig5.png", "transfer/fig4.png", "localisation/fig2.png", "localisation/overlay.png", "localisation/fig3.png"):
         assert (results / figure).stat().st_size > 1000, figure
     assert (workdir / "outputs" / "table3" / "fig5.html").stat().st_size > 100_000  # plotly.js inlined: opens offline

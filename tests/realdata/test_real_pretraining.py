@@ -71,11 +71,14 @@ def test_one_epoch_of_the_recipe_on_real_radiographs(cohort, tmp_path):
     save_model_weights(result.model, tmp_path / "model.weights.h5")
     write_json(tmp_path / "model.json", {"architecture": "densenet121", "image_size": SIZE, "labels": list(LABELS)})
     params = replace(profile_params("default", repo).localisation, images=12, steps=8, rule="gauss_legendre", sight_sensitivity=0.7)
-    boxes, methods = box_study(cohort, str(tmp_path), params, 0, published_iobb(load_reference(repo / "paper" / "reference.yaml")))
-    assert set(boxes["ground_truth"]) == {"BBox_List_2017"} == set(methods["ground_truth"])
+    study = box_study(cohort, str(tmp_path), params, 0, published_iobb(load_reference(repo / "paper" / "reference.yaml")))
+    boxes, methods = study.table, study.methods
+    assert set(boxes["ground_truth"]) == {"BBox_List_2017"} == set(methods["ground_truth"]) == set(study.cases["ground_truth"])
     assert (methods["boxes"] == 12).all() and {"Otsu threshold", "threshold only, tuned (2-fold)"} <= set(methods["method"])
+    assert {"random map (chance)", "centre prior", "image intensity", "SmoothGrad"} <= set(methods["attribution"])
     overall = boxes[boxes["finding"] == "all findings"].iloc[0]
     assert overall["boxes"] == 12 and 0 <= overall["accuracy_iobb_0.1"] <= 1 and 0 <= overall["iou_mean"] <= 1
+    assert overall["images"] <= 12 and overall["afp_iobb_0.1"] >= 0
     per_finding = boxes[boxes["finding"] != "all findings"]
     assert set(per_finding["finding"]) <= set(LABELS)
     assert per_finding["wang_2017_accuracy_iobb_0.1"].notna().all()  # the 8 boxed findings all have Wang et al.'s number
