@@ -128,9 +128,7 @@ def _boxes(args: argparse.Namespace) -> int:
     import dataclasses
 
     from replication.data.store import read_cohort
-    import numpy as np
-
-    from replication.experiments.localisation import box_study, boxes_markdown, published_iobb
+    from replication.experiments.localisation import at_sight_sensitivity, box_study, boxes_markdown, published_iobb
     from replication.experiments.reference import load_reference
     from replication.explain.scoring import sight_sensitivity_tradeoff
     from replication.io import atomic_path, write_json, write_text
@@ -153,9 +151,7 @@ def _boxes(args: argparse.Namespace) -> int:
         tmp.mkdir(parents=True)
         study.table.to_csv(tmp / "boxes.csv", index=False, float_format="%.6g")
         study.methods.to_csv(tmp / "box_methods.csv", index=False, float_format="%.6g")
-        cases = study.cases
-        at = cases["sight_sensitivity"].astype(float)
-        cases[at.isna() | np.isclose(at, args.sight_sensitivity)].to_csv(tmp / "box_cases.csv", index=False, float_format="%.6g")
+        at_sight_sensitivity(study.cases, args.sight_sensitivity).to_csv(tmp / "box_cases.csv", index=False, float_format="%.6g")
         write_text(tmp / "boxes.md", text)
         overall = study.table[study.table["finding"] == "all findings"].iloc[0]
         write_json(tmp / "metrics.json", {"synthetic": cohort.synthetic, "source": cohort.source, "sight_sensitivity": args.sight_sensitivity,

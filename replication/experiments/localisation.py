@@ -52,6 +52,9 @@ from replication.params import LocalisationParams, plain
 SMOOTHGRAD_SAMPLES, SMOOTHGRAD_NOISE = 16, 0.15
 SANITY_IMAGES, SANITY_STEPS = 10, 64
 
+GRAD_CAM_NOTE = ("Grad-CAM is not among the maps: at the encoder's last convolutional block DenseNet-121's feature map is "
+                 "input/32 px wide (1 x 1 at 32 px, 7 x 7 at 224 px), so at the default's size it is one value per image")
+
 PUBLISHED_KEY = "wang_2017_iobb_accuracy"  # paper/reference.yaml: published.<this>.values, per finding
 PUBLISHED_COLUMN = "wang_2017_accuracy_iobb_0.1"
 
@@ -80,9 +83,9 @@ def _attribute(model: Any, images: np.ndarray, units: Any, params: LocalisationP
     return _with_baselines(maps, images, seed)
 
 
-def _at_sight_sensitivity(cases: pd.DataFrame, sight_sensitivity: float) -> pd.DataFrame:
-    """The per-image rows at the stage's sight sensitivity (and of the methods that ignore it): the CSV a reader
-    re-scores from; the whole sweep is summarised in the tables."""
+def at_sight_sensitivity(cases: pd.DataFrame, sight_sensitivity: float) -> pd.DataFrame:
+    """The rows at `sight_sensitivity` and those of the methods that ignore it: the per-image CSVs a reader re-scores
+    from (the whole sweep is summarised in the tables), and the tables' one-setting view."""
     s = cases["sight_sensitivity"].astype(float)
     return cases[s.isna() | np.isclose(s, sight_sensitivity)].reset_index(drop=True)
 
@@ -302,13 +305,9 @@ def localisation_study(iu: Any, cxr14: Any, models_dir: str, pretrain_dir: str, 
         "localisation.images: " + ("every image with ground truth" if params.images is None else f"at most {params.images} images (and boxes)"),
         GRAD_CAM_NOTE]
     empty = pd.DataFrame()
-    return Study(masks.table if masks else empty, _at_sight_sensitivity(masks.cases, params.sight_sensitivity) if masks else empty,
+    return Study(masks.table if masks else empty, at_sight_sensitivity(masks.cases, params.sight_sensitivity) if masks else empty,
                  sanity, boxes.table if boxes else empty, boxes.methods if boxes else empty,
-                 _at_sight_sensitivity(boxes.cases, params.sight_sensitivity) if boxes else empty, completeness, metrics, manifest, example)
-
-
-GRAD_CAM_NOTE = ("Grad-CAM is not among the maps: at the encoder's last convolutional block DenseNet-121's feature map is "
-                 "input/32 px wide (1 x 1 at 32 px, 7 x 7 at 224 px), so at the default's size it is one value per image")
+                 at_sight_sensitivity(boxes.cases, params.sight_sensitivity) if boxes else empty, completeness, metrics, manifest, example)
 
 
 # ----------------------------------------------------------------------------------------- Markdown
@@ -323,10 +322,6 @@ def _num(value: Any, digits: int = 3) -> str:
     return "—" if value is None or not np.isfinite(value) else f"{value:.{digits}f}"
 
 
-def _s(value: Any) -> str:
-    return "—" if value is None or not np.isfinite(value) else f"{value:.2f}"
-
-
 def _header(synthetic: bool, rule: str, steps: int, models: str) -> list[str]:
     out = ["> SYNTHETIC DATA: these numbers are not comparable with the paper's or Wang et al.'s.\n"] if synthetic else []
     out.append(f"Integrated gradients: {rule}, {steps} steps, zeros baseline; models from `{models}` (split 0). "
@@ -339,11 +334,6 @@ def _header(synthetic: bool, rule: str, steps: int, models: str) -> list[str]:
     return out
 
 
-def _at(table: pd.DataFrame, s: float) -> pd.DataFrame:
-    v = table["sight_sensitivity"].astype(float)
-    return table[v.isna() | np.isclose(v, s)]
-
-
 def _tradeoff_section(table: pd.DataFrame, what: str, per: str) -> list[str]:
     fp, acc = f"afp_iobb_{MATCH_IOBB}", f"accuracy_iobb_{MATCH_IOBB}"
     out = [f"\n### The sight-sensitivity trade-off: the paper's clusters + circles on {what}\n\n"
@@ -353,7 +343,7 @@ def _tradeoff_section(table: pd.DataFrame, what: str, per: str) -> list[str]:
     for source in ("integrated gradients", "gradients", "random map (chance)"):
         rows = table[(table["attribution"] == source) & (table["method_key"] == "clusters_circles")].sort_values("sight_sensitivity")
         for row in rows.to_dict("records"):
-            out.append(f"| {source} | {_s(row['sight_sensitivity'])} | {_num(row['detections_mean'], 2)} | {_num(row[fp], 2)} | "
+            out.append(f"| {source} | {_num(row['sight_sensitivity'], 2)} | {_num(row['detections_mean'], 2)} | {_num(row[fp], 2)} | "
                        f"{_num(row[acc])} | {_num(row['precision'])} | {_num(row['pixel_precision_mean'])} | "
                        f"{_num(row['pixel_recall_mean'])} | {_num(row['iou_mean'])} |")
     verdict = sight_sensitivity_tradeoff(table)
@@ -377,7 +367,7 @@ def _mask_section(table: pd.DataFrame, images: int, s: float) -> list[str]:
     out = [f"\n### Lesion masks ({images} abnormal test images): every map and method at sight sensitivity {s:g}\n\n"
            "| attribution | method | pointing game | strongest region | IoU | pixel precision | pixel recall | detections/image "
            f"| FP/image (IoBB ≤ {MATCH_IOBB}) | signal on artefacts |\n|---|---|---|---|---|---|---|---|---|---|"]
-    for row in _at(table, s).to_dict("records"):
+    for row in at_sight_sensitivity(table, s).to_dict("records"):
         out.append(f"| {row['attribution']} | {row['method']} | {_fmt(row, 'pointing_game')} | {_fmt(row, 'region_hit')} | "
                    f"{_fmt(row, 'iou')} | {_num(row.get('pixel_precision_mean'))} | {_num(row.get('pixel_recall_mean'))} | "
                    f"{_num(row.get('detections_mean'), 1)} | {_num(row.get(fp), 2)} | {_num(row.get('signal_on_artefacts_mean'))} |")
@@ -416,8 +406,8 @@ def _box_methods_section(methods: pd.DataFrame, sight_sensitivity: float) -> lis
            f"at sight sensitivity {sight_sensitivity:g}\n\n"
            f"| attribution | method | sight sensitivity | strongest region | IoU | {' | '.join(n for _, n in BOX_COLUMNS)} |"
            f"\n|---|---|---|---|---|{'---|' * len(BOX_COLUMNS)}"]
-    for row in _at(methods, sight_sensitivity).to_dict("records"):
-        s = row["note"] if row.get("note") else _s(row["sight_sensitivity"])
+    for row in at_sight_sensitivity(methods, sight_sensitivity).to_dict("records"):
+        s = row["note"] if row.get("note") else _num(row["sight_sensitivity"], 2)
         out.append(f"| {row['attribution']} | {row['method']} | {s} | {_fmt(row, 'region_hit')} | {_fmt(row, 'iou')} | "
                    + " | ".join(_num(row[c], 2 if c.startswith('afp') else 3) for c, _ in BOX_COLUMNS) + " |")
     return out + _tradeoff_section(methods, "boxes", "box")

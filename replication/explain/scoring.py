@@ -25,13 +25,14 @@ CheXlocalize does. Methods that ignore the sight sensitivity are scored once, th
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterator, Mapping, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 import pandas as pd
 
 from replication.errors import DataError, ParameterError
 from replication.explain.attribution import DEFAULT_RULE, DEFAULT_STEPS, gradients, integrated_gradients
+from replication.explain.baselines import smoothgrad
 from replication.explain.localisation import (
     bootstrap_ci,
     box_mask,
@@ -86,8 +87,6 @@ def attribution_maps(model: Any, images: np.ndarray, output_index: Sequence[int]
                      seed: int = 0) -> Maps:
     """IG (zeros baseline) and plain gradients of `model`'s unit `output_index[i]` for each image (n, H, W, 1), and
     SmoothGrad in `extra` when `smoothgrad_samples` > 0; the images of one unit run as one batch."""
-    from replication.explain.baselines import smoothgrad
-
     x = np.asarray(images, dtype=np.float32)
     if x.ndim != 4 or len(x) == 0:
         raise DataError("images", f"expected a non-empty (n, H, W, 1) array, got shape {x.shape}")
@@ -137,20 +136,20 @@ class Method:
     def label(self, geometry: Geometry) -> str:
         return self.name.format(top_k=geometry.top_k)
 
-    def detections(self, m: np.ndarray, s: float, g: Geometry) -> tuple[np.ndarray, list[Region], list[np.ndarray]]:
-        """(detected pixels, regions strongest first, one mask per detection) of map `m`."""
+    def detections(self, m: np.ndarray, s: float, g: Geometry, truth: np.ndarray) -> tuple[np.ndarray, list[Region], np.ndarray, np.ndarray]:
+        """(detected pixels, regions strongest first, and per detection its area and its overlap with `truth`) of map `m`.
+        A component's counts come from its member pixels; only a circle is drawn."""
         detected, regions = self.detect(m, s, g)
         if self.kind == "point":
-            return detected, [], []
+            return detected, [], np.zeros(0), np.zeros(0)
         if self.kind == "regions":
-            return detected, list(regions or []), [circles_mask([r], m.shape) for r in regions or []]
+            regions = list(regions or [])
+            discs = [circles_mask([r], m.shape) for r in regions]
+            return (detected, regions, np.array([np.count_nonzero(d) for d in discs], dtype=float),
+                    np.array([np.count_nonzero(d & truth) for d in discs], dtype=float))
         regions = connected_component_regions(detected, m, margin=0.0, min_cluster_size=1)
-        masks = []
-        for r in regions:
-            one = np.zeros(m.shape, dtype=bool)
-            one[r.members[:, 0], r.members[:, 1]] = True
-            masks.append(one)
-        return detected, regions, masks
+        return (detected, regions, np.array([r.pixels for r in regions], dtype=float),
+                np.array([np.count_nonzero(truth[r.members[:, 0], r.members[:, 1]]) for r in regions], dtype=float))
 
 
 METHODS: dict[str, Method] = {}
@@ -222,7 +221,7 @@ def score_case(method: Method, m: np.ndarray, s: float, geometry: Geometry, trut
     """Every column of the module docstring for one map, one method, one sight sensitivity and one ground truth."""
     nan = float("nan")
     out: dict[str, float] = {"pointing_game": float(pointing_game(m, truth)) if method.kind == "point" else nan}
-    detected, regions, dets = method.detections(m, s, geometry)
+    detected, regions, area, inter = method.detections(m, s, geometry, truth)
     if artefacts is not None:
         out["signal_on_artefacts"] = signal_fraction_on(detected, artefacts)
     if method.kind == "point":
@@ -231,9 +230,7 @@ def score_case(method: Method, m: np.ndarray, s: float, geometry: Geometry, trut
     overlap = int(np.count_nonzero(detected & truth))
     out.update(region_hit=float(region_hit(regions, truth)), iou=iou(detected, truth),
                pixel_precision=overlap / n_detected if n_detected else nan, pixel_recall=overlap / n_truth if n_truth else nan,
-               detections=float(len(dets)))
-    inter = np.array([np.count_nonzero(d & truth) for d in dets], dtype=float)
-    area = np.array([np.count_nonzero(d) for d in dets], dtype=float)
+               detections=float(len(area)))
     union = area + n_truth - inter
     det_iou = np.divide(inter, union, out=np.zeros_like(inter), where=union > 0)
     det_iobb = np.divide(inter, area, out=np.zeros_like(inter), where=area > 0)
@@ -264,10 +261,12 @@ def _geometry(shape: tuple[int, ...], top_k: float, cluster_distance: float | No
 
 def score_cases(maps: Maps, truths: Sequence[np.ndarray], sweep: Sequence[float], *, top_k: float,
                 keys: Sequence[str] | None = None, artefacts: np.ndarray | None = None, images: Sequence[int] | None = None,
-                cluster_distance: float | None = None, margin: float | None = None, area: bool = False) -> pd.DataFrame:
+                cluster_distance: float | None = None, margin: float | None = None, area: bool = False,
+                attributions: Sequence[str] | None = None) -> pd.DataFrame:
     """One row per (case, attribution, method, sight sensitivity) with `score_case`'s columns: the per-image table
     the summaries are computed from. `images`: each case's image (boxes of one image share it; default: one image
-    per case). The whole-image detection, which reads no map, is scored once, under attribution WHOLE_IMAGE."""
+    per case). `attributions`: which of `maps.sources()` (None: all, and the whole-image detection, which reads no map,
+    scored once under attribution WHOLE_IMAGE)."""
     sweep = check_sweep(sweep)
     chosen = methods(keys, area=area)
     stack = maps.integrated_gradients
@@ -275,8 +274,10 @@ def score_cases(maps: Maps, truths: Sequence[np.ndarray], sweep: Sequence[float]
         raise DataError("ground truth", f"{len(truths)} ground truths for {len(stack)} attribution maps")
     images = np.arange(len(truths)) if images is None else np.asarray(images)
     geometry = _geometry(stack.shape[1:], top_k, cluster_distance, margin)
-    plan = [(name, maps_, [m for m in chosen if m.reads_map]) for name, maps_ in maps.sources()]
-    plan.append((WHOLE_IMAGE, stack, [METHODS["whole_image"]]))
+    plan = [(name, maps_, [m for m in chosen if m.reads_map]) for name, maps_ in maps.sources()
+            if attributions is None or name in attributions]
+    if attributions is None:
+        plan.append((WHOLE_IMAGE, stack, [METHODS["whole_image"]]))
     rows = []
     for source, maps_, ms in plan:
         for m in ms:
@@ -352,10 +353,9 @@ def score_boxes(maps: Maps, boxes: pd.DataFrame, sight_sensitivity: float, *, cl
     game of the same maps. `boxes`: one row per attributed map, in the order of `maps`, with `finding`, `x, y, w, h` in
     the attributed images' pixels (`Cohort.boxes` are) and, where images hold several boxes, `image_index`."""
     truths = _box_truths(maps, boxes)
-    ig = Maps(maps.integrated_gradients, maps.gradients, maps.relative_delta, maps.prediction)
-    cases = score_cases(ig, truths, [sight_sensitivity], top_k=0.0, keys=["pointing_game", "clusters_circles"],
-                        images=_box_images(boxes), cluster_distance=cluster_distance, margin=margin)
-    cases = cases[cases["attribution"] == "integrated gradients"]
+    cases = score_cases(maps, truths, [sight_sensitivity], top_k=0.0, keys=["pointing_game", "clusters_circles"],
+                        images=_box_images(boxes), cluster_distance=cluster_distance, margin=margin,
+                        attributions=["integrated gradients"])
     cases["finding"] = boxes["finding"].to_numpy()[cases["case"].to_numpy()]
     point = cases[cases["method_key"] == "pointing_game"][["case", "pointing_game"]]
     paper = cases[cases["method_key"] == "clusters_circles"].drop(columns="pointing_game").merge(point, on="case")

@@ -163,9 +163,11 @@ def test_every_method_on_boxes_and_a_threshold_tuned_by_cross_fitting_over_image
 def test_the_grouped_bootstrap_resamples_images_and_equals_the_plain_one_with_one_value_per_image():
     v = np.array([1.0, 0.0, 1.0, 1.0, 0.0, 0.0, 1.0])
     assert bootstrap_ci(v, seed=3) == bootstrap_ci(v, seed=3, groups=np.arange(len(v)))
-    # two images: (1, 1) and (0): every resample's pooled mean is 0, 2/3 or 1
-    low, high = bootstrap_ci(np.array([1.0, 1.0, 0.0]), groups=["a", "a", "b"], n=500, seed=0)
-    assert low == 0.0 and high == 1.0
+    # two images, (1, 1, 1, 1) and (0): a quarter of the resamples draw only the second (pooled mean 0), so the
+    # interval reaches 0; resampling the five boxes one by one almost never draws five zeros
+    values, images = np.array([1.0, 1.0, 1.0, 1.0, 0.0]), ["a", "a", "a", "a", "b"]
+    assert bootstrap_ci(values, groups=images, n=1000, seed=0) == (0.0, 1.0)
+    assert bootstrap_ci(values, n=1000, seed=0)[0] >= 0.4
     with pytest.raises(ParameterError, match="np.mean"):
         bootstrap_ci(v, stat=np.median, groups=np.arange(len(v)))
     with pytest.raises(ParameterError, match="one group label per value"):
@@ -271,6 +273,31 @@ def test_cascading_randomisation_goes_from_the_output_down_and_keeps_each_tensor
     np.testing.assert_array_equal(after[0], before[0])  # conv2_dense untouched
     assert not np.array_equal(after[2], before[2])
     np.testing.assert_array_equal(np.sort(after[2].ravel()), np.sort(before[2].ravel()))  # same values, new places
+
+
+def test_the_sanity_check_decorrelates_a_learnt_map_and_restores_the_model():
+    """A tiny conv model named like DenseNet's blocks: randomising it changes IG, and its weights come back."""
+    import keras
+
+    from replication.experiments.localisation import sanity_study
+    from replication.params import profile_params
+    from conftest import REPO
+
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((8, 8, 1)), keras.layers.Conv2D(4, 3, padding="same", activation="relu", name="conv3_conv"),
+                              keras.layers.Conv2D(4, 3, padding="same", activation="relu", name="conv5_conv"),
+                              keras.layers.GlobalAveragePooling2D(name="pool"), keras.layers.Dense(1, activation="sigmoid", name="abnormal")])
+    images = np.random.default_rng(0).random((3, 8, 8, 1)).astype(np.float32)
+    lesions = np.zeros((3, 8, 8), bool)
+    lesions[:, 2:5, 2:5] = True
+    before = [w.copy() for w in model.get_weights()]
+    params = profile_params("default", REPO).localisation
+    table = sanity_study(model, images, lesions, params, seed=0)
+    assert list(table["model"])[0] == "trained" and table["spearman_mean"].iloc[0] == pytest.approx(1.0)
+    assert list(table["layers_randomised"]) == [0, 1, 2, 2, 3, 3]  # head, block 4, (no block 3), block 2, the rest
+    assert table["spearman_mean"].iloc[-1] < 0.9
+    for a, b in zip(model.get_weights(), before):
+        np.testing.assert_array_equal(a, b)
 
 
 def test_rank_similarity_is_one_for_the_same_map_and_undefined_for_a_constant_one():
