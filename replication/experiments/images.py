@@ -72,8 +72,10 @@ def resolve_imagenet(architecture: str, require: bool, imagenet_search: Sequence
     except WeightsUnavailable as e:
         if require:
             raise
-        note = (f"ImageNet weights for {arch.display} are not available offline ({arch.imagenet_file} is not in the Keras "
-                "cache; nothing is downloaded). Documented fallback: the encoder starts from scratch (docs/IMAGE.md).")
+        why = (f"{arch.imagenet_file} is not in the Keras cache; nothing is downloaded" if arch.imagenet_file
+               else "none exist for this architecture")
+        note = (f"ImageNet weights for {arch.display} are not available offline ({why}). Documented fallback: the encoder "
+                "starts from scratch (docs/IMAGE.md).")
         if log:
             log(f"{e} Documented fallback: the encoder starts from scratch (docs/IMAGE.md).")
         return None, "scratch", note

@@ -2,7 +2,7 @@
 
     grey image (size, size, 1), pixels 0..255
       -> `preprocess`: replicate to 3 channels, the normalisation of the architecture's ImageNet recipe
-      -> `encoder`: keras.applications DenseNet-121 (or VGG16 / InceptionV3), no top, last feature map
+      -> `encoder`: keras.applications DenseNet-121 (or VGG16 / InceptionV3, or DenseNet-21), no top, last feature map
       -> pretraining head: global average pool -> N sigmoid units (CheXNet; N = cohort.label_names)
       -> fine-tuning head: global average pool -> batch norm (`image_features`) -> Dense 512 ReLU
                            -> dropout 0.5 -> batch norm -> one sigmoid unit (`abnormal`)
@@ -54,8 +54,9 @@ class Architecture:
     application: str          # keras.applications constructor
     min_size: int             # smallest input Keras accepts with include_top=False
     mode: str                 # normalisation of the ImageNet recipe: torch | caffe | tf
-    imagenet_file: str        # the file keras.applications caches under ~/.keras/models
+    imagenet_file: str | None  # the file keras.applications caches under ~/.keras/models; None: no ImageNet weights exist
     features: int             # channels of the last feature map
+    blocks: tuple[int, ...] = ()  # a DenseNet of these dense-block depths, built by Keras' generic constructor
 
 
 ARCHITECTURES = {
@@ -64,6 +65,10 @@ ARCHITECTURES = {
     "vgg16": Architecture("vgg16", "VGG16", "VGG16", 32, "caffe", "vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5", 512),
     "inception_v3": Architecture("inception_v3", "InceptionV3", "InceptionV3", 75, "tf",
                                  "inception_v3_weights_tf_dim_ordering_tf_kernels_notop.h5", 2048),
+    # DenseNet-121's layout with 2 layers per dense block (1 + 2*8 + 3 + 1 = 21 weighted layers, 6% of its weights):
+    # the test profile's encoder. Tracing DenseNet-121's train step dominates a tiny run's time; this one traces
+    # several times faster with the same layer types and names. Not the paper's model; it has no ImageNet weights.
+    "densenet21": Architecture("densenet21", "DenseNet-21", "DenseNet", 32, "torch", None, 128, (2, 2, 2, 2)),
 }
 
 
@@ -106,6 +111,8 @@ def keras_cache_dirs() -> list[Path]:
 def imagenet_weights_path(name: str, search: Sequence[str | os.PathLike] | None = None) -> Path | None:
     """The cached ImageNet (no-top) weights file of an architecture, or None: nothing is downloaded."""
     arch = architecture(name)
+    if arch.imagenet_file is None:
+        return None
     for folder in (keras_cache_dirs() if search is None else [Path(s) for s in search]):
         candidate = Path(folder) / arch.imagenet_file
         if candidate.is_file():
@@ -115,6 +122,8 @@ def imagenet_weights_path(name: str, search: Sequence[str | os.PathLike] | None 
 
 def require_imagenet_weights(name: str, search: Sequence[str | os.PathLike] | None = None) -> Path:
     path = imagenet_weights_path(name, search)
+    if path is None and ARCHITECTURES[name].imagenet_file is None:
+        raise WeightsUnavailable(f"no ImageNet weights exist for {ARCHITECTURES[name].display} (not a keras.applications network)")
     if path is None:
         folders = [str(f) for f in (keras_cache_dirs() if search is None else search)]
         raise WeightsUnavailable(
@@ -238,7 +247,7 @@ def image_encoder(
     arch = architecture(name, image_size)
     image = keras.Input((image_size, image_size, 1), name=INPUT_NAME)
     x = GreyToRGB(arch.mode, name=PREPROCESS_LAYER)(image)
-    base = getattr(keras.applications, arch.application)(include_top=False, weights=None, input_shape=(image_size, image_size, 3))
+    base = _base_network(arch, image_size)
     encoder = keras.Model(image, base(x), name=layer_name)
     if weights is None:
         return encoder
@@ -247,6 +256,16 @@ def image_encoder(
     else:
         load_encoder_weights(encoder, weights)
     return encoder
+
+
+def _base_network(arch: Architecture, image_size: int) -> keras.Model:
+    shape = (image_size, image_size, 3)
+    if arch.blocks:
+        # keras.applications exports only the fixed depths; its generic DenseNet(blocks) is the same code with the
+        # same layer names (the cascading randomisation's blocks apply), so it is used rather than rewritten.
+        from keras.src.applications.densenet import DenseNet
+        return DenseNet(list(arch.blocks), include_top=False, weights=None, input_shape=shape, name=arch.key)
+    return getattr(keras.applications, arch.application)(include_top=False, weights=None, input_shape=shape)
 
 
 def encoder_base(encoder: keras.Model) -> keras.Model:

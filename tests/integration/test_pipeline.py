@@ -105,7 +105,8 @@ def test_every_stage_ran_and_wrote_well_formed_outputs(repro):
         assert set(split["ablation"]) == {"image permuted", "text permuted"}
     assert fair["summary"]["differences"]["multimodal - text"]["auroc"]["test"].startswith("corrected resampled t")
     assert "Fair protocol" in (results / "table3" / "table3.md").read_text()
-    for stage, comparison in (("table2", "custom - random"), ("transfer", "densenet121/chestxray14 - densenet121/scratch")):
+    arch = render_profile("tiny", REPO)["pretrain"]["architecture"]
+    for stage, comparison in (("table2", "custom - random"), ("transfer", f"{arch}/chestxray14 - {arch}/scratch")):
         tests = json.loads((results / stage / "tests.json").read_text())
         splits = tests["splits"] if isinstance(tests["splits"], list) else list(tests["splits"].values())
         assert comparison in splits[0]["comparisons"] and "majority class" in splits[0]["test"], stage

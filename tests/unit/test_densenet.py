@@ -1,5 +1,5 @@
 """The DenseNet-121 image submodel: preprocessing, heads, weight transfer, the authors' one-unit softmax,
-ImageNet weights offline, bad input, and the same outputs under the JAX backend. 32 px (DenseNet-121's
+ImageNet weights offline, bad input, the test profile's DenseNet-21, and the same outputs under the JAX backend. 32 px (DenseNet-121's
 minimum in Keras) and no training: building the network takes ~1.5 s, tracing a train step ~40 s."""
 
 import importlib.util
@@ -32,16 +32,21 @@ def _images(n=3, seed=0):
     return np.random.default_rng(seed).integers(0, 256, (n, SIZE, SIZE)).astype(np.uint8)
 
 
+def _perturb_batch_norms(model, seed):
+    """Non-trivial moving statistics, so that inference-mode batch norm is really compared."""
+    rng = np.random.default_rng(seed)
+    for layer in model._flatten_layers(recursive=True):
+        if isinstance(layer, keras.layers.BatchNormalization):
+            gamma, beta, mean, var = layer.get_weights()
+            layer.set_weights([gamma, beta, rng.normal(0, 0.1, mean.shape).astype("float32"), rng.uniform(0.5, 1.5, var.shape).astype("float32")])
+
+
 @pytest.fixture(scope="module")
 def pretrained(tmp_path_factory):
     """A pretraining model with non-trivial weights (BN statistics perturbed), saved as the stage saves it."""
     seed_everything(1)
     model = pretraining_model(SIZE, ["a", "b", "c"])
-    rng = np.random.default_rng(1)
-    for layer in encoder_base(encoder_of(model)).layers:
-        if isinstance(layer, keras.layers.BatchNormalization):
-            gamma, beta, mean, var = layer.get_weights()
-            layer.set_weights([gamma, beta, rng.normal(0, 0.1, mean.shape).astype("float32"), rng.uniform(0.5, 1.5, var.shape).astype("float32")])
+    _perturb_batch_norms(encoder_base(encoder_of(model)), 1)
     path = tmp_path_factory.mktemp("pretrain") / "encoder.weights.h5"
     save_encoder(model, path, labels=["a", "b", "c"])
     return model, path
@@ -183,7 +188,7 @@ JAX_SCRIPT = """
 import sys, numpy as np, keras
 assert keras.backend.backend() == "jax", keras.backend.backend()
 from replication.models.densenet import finetune_model, image_features
-model = finetune_model(32)
+model = finetune_model(32, "densenet21")
 model.load_weights(sys.argv[1])
 both = keras.Model(model.input, [image_features(model).output, model.output])
 features, out = both(np.load(sys.argv[2]), training=False)
@@ -193,9 +198,12 @@ np.save(sys.argv[4], np.asarray(out))
 
 
 @pytest.mark.skipif(importlib.util.find_spec("jax") is None, reason="jax is not installed")
-def test_jax_backend_gives_the_tensorflow_outputs(tmp_path, pretrained):
-    _, path = pretrained
-    fine = finetune_model(SIZE, weights=path)
+def test_jax_backend_gives_the_tensorflow_outputs(tmp_path):
+    # DenseNet-21: the same layer types as DenseNet-121 (convolutions, batch norms, concatenations, pooling, the
+    # preprocessing layer and the heads) at a fraction of the JAX dispatch time
+    seed_everything(2)
+    fine = finetune_model(SIZE, "densenet21")
+    _perturb_batch_norms(fine, 2)
     fine.save_weights(str(tmp_path / "fine.weights.h5"))
     x = model_input(_images(4, seed=3))
     np.save(tmp_path / "x.npy", x)
@@ -208,3 +216,27 @@ def test_jax_backend_gives_the_tensorflow_outputs(tmp_path, pretrained):
     assert np.abs(features).max() > 0.1  # a real comparison, not of zeros
     np.testing.assert_allclose(np.load(tmp_path / "features.npy"), features, rtol=1e-4, atol=1e-4)
     np.testing.assert_allclose(np.load(tmp_path / "out.npy"), out, rtol=1e-4, atol=1e-5)
+
+
+def test_densenet21_is_densenet121s_layout_with_two_layers_per_block_and_no_imagenet_weights(tmp_path):
+    from replication.explain.baselines import densenet_blocks
+
+    small, full = (encoder_base(image_encoder(SIZE, name)) for name in ("densenet21", "densenet121"))
+    assert small.name == "densenet21" and small.output.shape[-1] == ARCHITECTURES["densenet21"].features == 128
+    assert small.output.shape[1:3] == full.output.shape[1:3]  # the same strides: 1x1 at 32 px
+    convs = [l.name for l in small.layers if isinstance(l, keras.layers.Conv2D)]
+    assert len(convs) == 1 + 2 * 8 + 3  # stem, two convolutions per dense layer, three transitions
+    named = ("conv", "pool", "bn", "relu")  # Keras' own names (padding and input layers are numbered globally)
+    assert {n for n in (l.name for l in small.layers) if n.startswith(named)} < {l.name for l in full.layers}
+    for block, member in densenet_blocks()[1:4]:
+        assert any(member(n) for n in convs), block
+    assert small.count_params() < 0.1 * full.count_params()
+    assert imagenet_weights_path("densenet21", [tmp_path]) is None
+    weights, used, note = resolve_imagenet("densenet21", False, [str(tmp_path)], log=None)
+    assert (weights, used) == (None, "scratch") and "none exist" in note
+    with pytest.raises(WeightsUnavailable, match="no ImageNet weights exist for DenseNet-21"):
+        image_encoder(SIZE, "densenet21", weights="imagenet")
+    # an encoder saved from one architecture does not load into the other
+    path = save_encoder(pretraining_model(SIZE, ["a"], "densenet21"), tmp_path / "small.weights.h5")
+    with pytest.raises(DataError, match="weights of a densenet21 encoder, the model is densenet121"):
+        load_encoder_weights(image_encoder(SIZE), path)
