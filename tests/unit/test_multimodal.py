@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from replication.explain import attribute_text, split_at_embedding
-from replication.models.densenet import encoder_of, finetune_model
+from replication.models.densenet import ARCHITECTURES, encoder_of, finetune_model
 from replication.models.multimodal import feature_widths, multimodal_model
 from replication.models.text_cnn import text_cnn, text_features
 from replication.models.densenet import image_features
@@ -12,18 +12,18 @@ from replication.models.densenet import image_features
 def submodels():
     rng = np.random.default_rng(0)
     text = text_cnn(40, 8, sequence_length=20, feature_maps=4, embedding_matrix=rng.normal(size=(40, 8)).astype("float32"))
-    image = finetune_model(32, hidden=16)
+    image = finetune_model(32, "densenet21", hidden=16)  # DenseNet-121's layout, a fraction of its tracing time
     # make every weight distinctive, so that a copy is checkable
     for layer in image.layers + text.layers:
         layer.set_weights([w + rng.normal(0, 0.01, w.shape).astype(w.dtype) for w in layer.get_weights()])
-    return text, image, multimodal_model(text, image, l2=0.03)
+    return text, image, multimodal_model(text, image, l2=0.03, architecture="densenet21")
 
 
 def test_feature_widths_are_the_sum_of_the_submodels(submodels):
     text, image, model = submodels
     widths = feature_widths(model)
     assert widths["text"] == text_features(text).output.shape[-1] == 4 * (9 + 8 + 8)
-    assert widths["image"] == image_features(image).output.shape[-1] == 1024
+    assert widths["image"] == image_features(image).output.shape[-1] == ARCHITECTURES["densenet21"].features
     assert widths["concatenated"] == widths["text"] + widths["image"]
 
 
@@ -126,7 +126,7 @@ def test_a_nan_loss_stops_naming_model_split_epoch_and_keeps_the_partial_curves(
     docs = paired_split(paired, cohort.images, "split_0", params.text).docs["train"]
     (tmp_path / "w2v").mkdir()
     train_word2vec(docs, dim=params.word2vec.dim, seed=1).save(str(tmp_path / "w2v" / "split_0.kv"))
-    save_encoder(pretraining_model(32, 9), tmp_path / "encoder.weights.h5")
+    save_encoder(pretraining_model(32, 9, params.pretrain.architecture), tmp_path / "encoder.weights.h5")
 
     def fake_fit(model, train_data, val, epochs, batch_size, name, history_path=None, **_):
         # the text model 'trains' for its epochs; the image model's loss is NaN at epoch 2
