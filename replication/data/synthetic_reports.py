@@ -15,6 +15,20 @@ import numpy as np
 
 HEDGE_CUES = ("possible", "questionable", "borderline", "may represent", "cannot be excluded", "likely", "probable")
 
+# What a reader searches a cleaned report for, per finding (a token matches the pattern): the words that state
+# a finding. The generator writes a finding's keyword only in its positive mentions or after a negation.
+FINDING_KEYWORDS: dict[str, str] = {
+    "cardiomegaly": r"cardiomegaly|enlarg",
+    "nodule": r"nodul",
+    "mass": r"^mass(es)?$",
+    "opacity": r"opacit|consolidation|airspace|pneumonia",
+    "effusion": r"effusion",
+    "pneumothorax": r"pneumothora",
+    "atelectasis": r"atelecta",
+    "degenerative_spine": r"degenerative|osteophyte|spondylosis|spurring",
+    "granuloma": r"granulom",
+}
+
 # Mention = {"name", "hedged": bool, "side": "right"|"left"|"bilateral"|None, "zone": "upper"|"middle"|"lower"|None,
 #            "severity": a size word ("mild", "small", "moderate", "large"), "mm": int}
 Mention = Mapping[str, object]

@@ -216,6 +216,63 @@ def box_study(cohort: Any, pretrain_dir: str | Path, params: LocalisationParams,
     return BoxStudy(table, methods, cases)
 
 
+TOP_WORDS = 5  # Fig. 3 measured: the share of each report's 5 best-scored words that state its findings
+REPORT_MENTIONS = ("stated", "hedged", "false_mention")  # report_<finding> states in which the report names the finding
+
+
+def word_study(cohort: Any, models: Any, k: int = TOP_WORDS) -> pd.DataFrame:
+    """Fig. 3 measured on the synthetic reports: per abnormal test report (split_0) that names a finding, and per model
+    (the text CNN; the multimodal, the paper's Fig. 3), the share of its k best-scored words (squared gradients at
+    the embedding) that are the words stating its findings (FINDING_KEYWORDS of the findings the generator wrote
+    into it), beside chance (those words' share of the report). Empty without the generator's report_* columns."""
+    import re
+
+    from replication.data.synthetic import FINDINGS
+    from replication.data.synthetic_reports import FINDING_KEYWORDS
+    from replication.data.text import clean_report
+    from replication.explain.attribution import attribute_text
+    from replication.explain.words import top_word_hits, word_scores
+
+    cases = cohort.cases
+    columns = [f"report_{name}" for name in FINDINGS]
+    if not set(columns) <= set(cases.columns):
+        return pd.DataFrame()
+    named = cases[columns].isin(REPORT_MENTIONS)
+    chosen = cases[(cases["split_0"] == "test") & (cases["label"] == 1) & (cases["image_index"] >= 0) & named.any(axis=1)]
+    if len(chosen) == 0:
+        return pd.DataFrame()
+    ids, _ = models.vocabulary.encode([clean_report(t, models.keep_negations) for t in chosen["text"]], models.sequence_length)
+    images = _images(cohort, chosen["image_index"].to_numpy())
+    scores = {"text CNN": attribute_text(models.text, ids, method="gradients").embedding_scores,
+              "multimodal": attribute_text(models.multimodal, ids, other_inputs=[images], method="gradients").embedding_scores}
+    rows = []
+    for j, (_, case) in enumerate(chosen.iterrows()):
+        findings = [name for name in FINDINGS if named.loc[case.name, f"report_{name}"]]
+        pattern = re.compile("|".join(f"(?:{FINDING_KEYWORDS[name]})" for name in findings))
+        for model, g in scores.items():
+            words = word_scores(g[j], ids[j], models.vocabulary)
+            rows.append({"case_id": case["case_id"], "model": model, "findings": " ".join(findings),
+                         "top_words": " ".join(w for w, _ in words.top(k)),
+                         **top_word_hits(words, pattern.search, k)})
+    return pd.DataFrame(rows)
+
+
+def word_summary(cases: pd.DataFrame, seed: int) -> dict[str, Any]:
+    """Per model: the mean top-k share with its bootstrap interval over reports, chance, and the paired Wilcoxon
+    signed-rank test of share - chance per report (scipy; NaN when every difference is 0)."""
+    from scipy.stats import wilcoxon
+
+    out: dict[str, Any] = {}
+    for model, rows in cases.dropna(subset=["top_k_share"]).groupby("model", sort=False):
+        diff = (rows["top_k_share"] - rows["chance_share"]).to_numpy()
+        low, high = bootstrap_ci(rows["top_k_share"].to_numpy(), seed=seed)
+        p = float(wilcoxon(diff).pvalue) if np.any(diff != 0) else float("nan")
+        out[str(model)] = {"reports": len(rows), "top_k_share": float(rows["top_k_share"].mean()), "ci_low": float(low),
+                           "ci_high": float(high), "chance_share": float(rows["chance_share"].mean()),
+                           "top_1": float(rows["top_1"].mean()), "difference": float(diff.mean()), "wilcoxon_p": p}
+    return out
+
+
 @dataclass
 class Study:
     """What the localise stage writes: score tables, per-image rows, the sanity check, the completeness table,
@@ -228,6 +285,7 @@ class Study:
     box_methods: pd.DataFrame
     box_cases: pd.DataFrame
     completeness: pd.DataFrame
+    words: pd.DataFrame      # Fig. 3 measured: per report and model (word_study)
     metrics: dict[str, Any]
     manifest: dict[str, Any]
     example: CaseExplanation
@@ -286,6 +344,7 @@ def localisation_study(iu: Any, cxr14: Any, models_dir: str, pretrain_dir: str, 
     completeness = pd.DataFrame([{"case_id": some["case_id"].iloc[r.pop("example")], **r} for r in rows])
     example = explain_case(models, np.asarray(iu.images[int(first["image_index"])], np.float32), str(first["text"]),
                            sight_sensitivity=params.sight_sensitivity, steps=params.steps, rule=params.rule)
+    words = word_study(iu, models)
     metrics: dict[str, Any] = {}
     manifest: dict[str, Any] = {"synthetic": bool(iu.synthetic), "source": {"iu": iu.source, "cxr14": cxr14.source},
                                 "models": str(models_dir), "seed": int(seed), "params": {"localisation": plain(params)}}
@@ -299,6 +358,8 @@ def localisation_study(iu: Any, cxr14: Any, models_dir: str, pretrain_dir: str, 
                             **{c: float(overall[c]) for c in (f"accuracy_iobb_{MATCH_IOBB}", f"afp_iobb_{MATCH_IOBB}", "accuracy_iou_0.1")},
                             "sight_sensitivity_tradeoff": sight_sensitivity_tradeoff(boxes.methods)}
         manifest["boxes"] = {"ground_truth": str(overall["ground_truth"]), "boxes": int(overall["boxes"]), "images": int(overall["images"])}
+    if len(words):
+        metrics["words"] = word_summary(words, seed)
     manifest["example"] = {"case_id": str(first["case_id"]), "predictions": example.predictions, "regions": example.region_records(),
                            "top_words": example.words.top(5), "words_note": example.words.note}
     manifest["notes"] = (["synthetic data: not comparable with the paper's or Wang et al.'s numbers"] if iu.synthetic else []) + [
@@ -307,7 +368,8 @@ def localisation_study(iu: Any, cxr14: Any, models_dir: str, pretrain_dir: str, 
     empty = pd.DataFrame()
     return Study(masks.table if masks else empty, at_sight_sensitivity(masks.cases, params.sight_sensitivity) if masks else empty,
                  sanity, boxes.table if boxes else empty, boxes.methods if boxes else empty,
-                 at_sight_sensitivity(boxes.cases, params.sight_sensitivity) if boxes else empty, completeness, metrics, manifest, example)
+                 at_sight_sensitivity(boxes.cases, params.sight_sensitivity) if boxes else empty, completeness, words, metrics, manifest,
+                 example)
 
 
 # ----------------------------------------------------------------------------------------- Markdown
@@ -420,6 +482,19 @@ def boxes_markdown(boxes: pd.DataFrame, methods: pd.DataFrame | None, *, synthet
     return "\n".join(out + (_box_methods_section(methods, sight_sensitivity) if methods is not None and len(methods) else [])) + "\n"
 
 
+def _words_section(summary: Mapping[str, Mapping[str, Any]]) -> list[str]:
+    out = [f"\n### Fig. 3 measured: the {TOP_WORDS} best-scored words of each abnormal test report that names a finding\n",
+           ("Share of them that state the report's findings (the generator's ground truth), with a 95% bootstrap interval "
+            "over reports; chance is those words' share of the report (k words drawn at random); the Wilcoxon signed-rank "
+            "test pairs share and chance per report.\n"),
+           "| gradients of | reports | top-k share [95% CI] | chance | top-1 is a finding word | share − chance | Wilcoxon p |",
+           "|---|---|---|---|---|---|---|"]
+    for model, r in summary.items():
+        out.append(f"| {model} | {r['reports']} | {r['top_k_share']:.3f} [{r['ci_low']:.3f}, {r['ci_high']:.3f}] | "
+                   f"{r['chance_share']:.3f} | {r['top_1']:.3f} | {r['difference']:+.3f} | {_num(r['wilcoxon_p'], 2)} |")
+    return out
+
+
 def localisation_markdown(study: Study) -> str:
     """The stage's tables: every map and method on masks, the trade-off, the sanity check, the box scores, the
     completeness delta."""
@@ -433,6 +508,8 @@ def localisation_markdown(study: Study) -> str:
         out += _boxes_section(study.boxes, p["sight_sensitivity"])
     if len(study.box_methods):
         out += _box_methods_section(study.box_methods, p["sight_sensitivity"])
+    if "words" in study.metrics:
+        out += _words_section(study.metrics["words"])
     if len(study.completeness):
         frame = study.completeness
         grouped = frame.groupby(["rule", "steps"])["relative_delta"]

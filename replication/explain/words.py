@@ -87,4 +87,21 @@ def word_scores(embedding_scores: np.ndarray, token_ids: Sequence[int] | np.ndar
     return WordScores(words, scores, positions, note)
 
 
-__all__ = ["OOV_TOKEN", "WordScores", "word_scores"]
+def top_word_hits(scores: WordScores, is_target: Callable[[str], bool], k: int = 5) -> dict[str, float]:
+    """How far the k best-scored words of one report are its target words (e.g. the findings it states), beside chance.
+
+    `chance_share` is the targets' share of the report's words: the expected share of k words drawn at random from
+    the report (without replacement), so `top_k_share - chance_share` is what the explanation adds.
+    """
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
+        raise ParameterError("k", k, "an integer >= 1")
+    targets = np.array([bool(is_target(w)) for w in scores.words], dtype=bool)
+    n = len(targets)
+    if n == 0:
+        return {"words": 0, "targets": 0, "top_k_share": float("nan"), "chance_share": float("nan"), "top_1": float("nan")}
+    order = np.argsort(-np.asarray(scores.scores), kind="stable")[:min(k, n)]
+    return {"words": n, "targets": int(targets.sum()), "top_k_share": float(targets[order].mean()),
+            "chance_share": float(targets.mean()), "top_1": float(targets[order[0]])}
+
+
+__all__ = ["OOV_TOKEN", "WordScores", "top_word_hits", "word_scores"]

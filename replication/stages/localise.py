@@ -1,7 +1,7 @@
 """DVC stage `localise`: the paper's detection (Figs. 2-3) on the trained models, scored against ground truth.
 
 Writes to --results: masks.csv, mask_cases.csv (per image), sanity.csv, boxes.csv, box_methods.csv, box_cases.csv
-(per box), completeness.csv, metrics.json, manifest.json,
+(per box), completeness.csv, words.csv (Fig. 3 measured, per report), metrics.json, manifest.json,
 localisation.md, fig2.png, overlay.png and fig3.png; to --html: fig3.html (plotly.js inlined). The tables:
 replication/experiments/localisation.py.
 """
@@ -24,7 +24,7 @@ def main(argv: list[str] | None = None) -> int:
                                    params.seed, published_iobb(load_reference(args.reference), args.reference))
         with atomic_path(args.results) as tmp:
             tmp.mkdir()
-            for name in ("masks", "mask_cases", "sanity", "boxes", "box_methods", "box_cases", "completeness"):
+            for name in ("masks", "mask_cases", "sanity", "boxes", "box_methods", "box_cases", "completeness", "words"):
                 getattr(study, name).to_csv(tmp / f"{name}.csv", index=False, float_format="%.6g")
             write_json(tmp / "metrics.json", study.metrics)
             write_json(tmp / "manifest.json", {"profile": params.profile, **study.manifest})

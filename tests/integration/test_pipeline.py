@@ -119,6 +119,10 @@ def test_every_stage_ran_and_wrote_well_formed_outputs(repro):
     assert {"integrated gradients", "gradients"} | baselines == set(masks["attribution"]) and masks["iou_mean"].dropna().between(0, 1).all()
     assert len(pd.read_csv(results / "localisation" / "sanity.csv")) == 6  # trained + the 5 cascade stages
     assert set(RULES) == set(pd.read_csv(results / "localisation" / "completeness.csv")["rule"])
+    words = pd.read_csv(results / "localisation" / "words.csv")  # Fig. 3 measured, per report and model
+    assert set(words["model"]) == {"text CNN", "multimodal"} and words["top_k_share"].between(0, 1).all()
+    # a positive control: the text CNN learns the reports, so its best words state the findings more often than chance
+    assert localisation["words"]["text CNN"]["difference"] > 0
     box_methods = pd.read_csv(results / "localisation" / "box_methods.csv")
     assert {"integrated gradients", "gradients"} | baselines == set(box_methods["attribution"])
     assert "threshold only, tuned (2-fold)" in set(box_methods["method"])

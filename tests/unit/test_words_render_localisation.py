@@ -81,6 +81,46 @@ def test_word_scores_all_padding_and_bad_shapes():
     assert err.value.name == "embedding_scores"
 
 
+def test_top_word_hits_against_chance_and_the_finding_keywords():
+    from replication.data.synthetic_reports import FINDING_KEYWORDS
+    from replication.explain.words import WordScores, top_word_hits
+
+    words = WordScores(["heart", "enlarged", "cardiomegaly", "lungs", "clear"], np.array([0.1, 0.4, 0.3, 0.15, 0.05]))
+    cardiac = re.compile(FINDING_KEYWORDS["cardiomegaly"])
+    hits = top_word_hits(words, lambda w: bool(cardiac.search(w)), k=3)
+    # top 3: enlarged, cardiomegaly, lungs -> 2 of 3 finding words; chance 2 of the 5 words; the best word is one
+    assert hits == {"words": 5, "targets": 2, "top_k_share": pytest.approx(2 / 3), "chance_share": 0.4, "top_1": 1.0}
+    assert top_word_hits(words, lambda w: bool(cardiac.search(w)), k=50)["top_k_share"] == pytest.approx(0.4)  # k past the end
+    reversed_scores = WordScores(words.words, 1 - words.scores)
+    assert top_word_hits(reversed_scores, lambda w: bool(cardiac.search(w)), k=2)["top_k_share"] == 0.0
+    empty = top_word_hits(WordScores([], np.zeros(0)), lambda w: True)
+    assert empty["words"] == 0 and np.isnan(empty["top_k_share"])
+    with pytest.raises(ParameterError):
+        top_word_hits(words, lambda w: True, k=0)
+    # the keywords find the stated words of each finding and nothing in a normal report's words
+    assert re.search(FINDING_KEYWORDS["mass"], "mass") and not re.search(FINDING_KEYWORDS["mass"], "massive")
+    normal = ["heart", "normal", "size", "mediastinum", "unremarkable", "lungs", "clear", "acute", "bony", "abnormality"]
+    assert not any(re.search(p, w) for p in FINDING_KEYWORDS.values() for w in normal)
+
+
+def test_word_summary_pairs_share_and_chance_per_report():
+    import pandas as pd
+
+    from replication.experiments.localisation import word_summary
+
+    rows = pd.DataFrame({"model": ["text CNN"] * 6 + ["multimodal"] * 6,
+                         "top_k_share": [0.6, 0.8, 0.4, 0.6, 1.0, 0.8] + [0.2] * 6,
+                         "chance_share": [0.2, 0.3, 0.2, 0.25, 0.3, 0.2] + [0.2] * 6,
+                         "top_1": [1, 1, 0, 1, 1, 1] + [0] * 6})
+    out = word_summary(rows, seed=0)
+    text = out["text CNN"]
+    assert text["reports"] == 6 and text["top_k_share"] == pytest.approx(0.7) and text["chance_share"] == pytest.approx(0.2417, abs=1e-4)
+    assert text["difference"] == pytest.approx(0.7 - 0.241667, abs=1e-5) and text["top_1"] == pytest.approx(5 / 6)
+    assert text["wilcoxon_p"] == pytest.approx(0.03125)  # 6 positive differences: the exact two-sided p is 2 / 2**6
+    assert text["ci_low"] <= text["top_k_share"] <= text["ci_high"]
+    assert np.isnan(out["multimodal"]["wilcoxon_p"]) and out["multimodal"]["difference"] == 0  # no difference: no test
+
+
 # --------------------------------------------------------------------------------------------- render
 def xray_and_map(side=64):
     yy, xx = np.mgrid[:side, :side]
