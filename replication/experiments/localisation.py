@@ -15,6 +15,8 @@ prior, the image intensity, the whole image) scored the same way:
   per box at T(IoU) and T(IoBB) per finding, beside Wang et al. 2017's published accuracies (paper/reference.yaml,
   `published:`);
 - IG's completeness delta against steps for each quadrature rule, on the first scored images;
+- Fig. 3 measured (synthetic reports): how often each abnormal test report's best-scored words state its findings,
+  beside chance (`word_study`);
 - one worked case (Fig. 2: the sight-sensitivity panel and the circles; Fig. 3: the report's word scores).
 """
 
@@ -496,8 +498,8 @@ def _words_section(summary: Mapping[str, Mapping[str, Any]]) -> list[str]:
 
 
 def localisation_markdown(study: Study) -> str:
-    """The stage's tables: every map and method on masks, the trade-off, the sanity check, the box scores, the
-    completeness delta."""
+    """The stage's tables: every map and method on masks, the trade-off, the sanity check, the box scores, Fig. 3's
+    word scores, the completeness delta."""
     m, p = study.manifest, study.manifest["params"]["localisation"]
     out = _header(m["synthetic"], p["rule"], p["steps"], m["models"])
     if len(study.masks):
